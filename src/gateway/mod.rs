@@ -1,0 +1,1 @@
+//! gateway (under construction in this commit).

@@ -1,0 +1,14 @@
+#![doc = include_str!("../docs/crate.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod audit;
+pub mod body;
+pub mod error;
+pub mod gateway;
+pub mod identity;
+pub mod upstream;
+pub mod wire;
+
+pub use body::Body;
+pub use error::{Error, ErrorType};
