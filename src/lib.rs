@@ -6,6 +6,7 @@ pub mod audit;
 pub mod body;
 pub mod error;
 pub mod gateway;
+mod http_client;
 pub mod identity;
 pub mod upstream;
 pub mod wire;

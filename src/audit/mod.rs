@@ -1,1 +1,57 @@
-//! audit (under construction in this commit).
+//! Audit: one record per exchange — request as forwarded, response as
+//! delivered, decision, principal — in a store that many instances can share.
+//!
+//! - [`AuditLayer`] / [`AuditService`]: the outermost middleware. It buffers
+//!   the request body (up to a limit, `413 request_too_large` beyond), puts an
+//!   [`AuditHandle`] and the [`RequestBody`](crate::wire::messages::RequestBody)
+//!   into the request extensions, and tees the response body into the record.
+//! - [`AuditHandle::commit`]: the innermost point writes the request record
+//!   *before* forwarding; if the store cannot take it, the request is refused
+//!   with `503` and never forwarded.
+//! - Responses are recorded on a separate task when the body ends, so the
+//!   client's bytes are never delayed. A body dropped before its end (client
+//!   disconnected) is recorded with `complete = false`.
+//! - Requests the gateway refuses (bad token, too large…) are recorded too,
+//!   with a `deny` decision.
+//! - [`AuditStore`]: the plug-in trait. [`SqliteStore`] is the embedded default.
+//!
+//! ```
+//! # #[cfg(feature = "sqlite")] {
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use skillgate::{Body, audit::{AuditHandle, AuditLayer, AuditStore, SqliteStore}};
+//! use skillgate::wire::messages::RequestBody;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let store = std::sync::Arc::new(SqliteStore::in_memory().await.unwrap());
+//! let svc = ServiceBuilder::new()
+//!     .layer(AuditLayer::from_arc(store.clone()))
+//!     .service(service_fn(|req: Request<Body>| async move {
+//!         // The innermost point commits the request record before "forwarding".
+//!         let handle = req.extensions().get::<AuditHandle>().unwrap();
+//!         handle.commit(req.extensions().get::<RequestBody>().unwrap()).await.unwrap();
+//!         Ok::<_, Infallible>(Response::new(Body::from("{\"ok\":true}")))
+//!     }));
+//! let res = svc.oneshot(Request::post("/v1/messages").body(Body::from("{}")).unwrap()).await.unwrap();
+//! let id = res.extensions().get::<AuditHandle>().unwrap().id();
+//! drop(res); // the client is done with the body
+//! # tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+//! let rec = store.get(id).await.unwrap().unwrap();
+//! assert_eq!(&rec.request.body[..], b"{}");
+//! # });
+//! # }
+//! ```
+
+mod layer;
+mod record;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod store;
+
+pub use layer::{
+    AuditBody, AuditHandle, AuditLayer, AuditService, DEFAULT_MAX_CAPTURE_BYTES,
+    DEFAULT_MAX_REQUEST_BYTES,
+};
+pub use record::{AuditRecord, DecisionRecord, RequestRecord, ResponseRecord, Verdict};
+pub use store::{AuditError, AuditStore};

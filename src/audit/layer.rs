@@ -1,0 +1,436 @@
+//! [`AuditLayer`], its service, the [`AuditHandle`] shared with inner layers,
+//! and the tee body that records responses without delaying them.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http::{Request, Response, header};
+use http_body::{Body as _, Frame, SizeHint};
+use tower::{Layer, Service};
+use uuid::Uuid;
+
+use super::{AuditError, AuditStore, DecisionRecord, RequestRecord, ResponseRecord, Verdict};
+use crate::body::{Body, BoxError, CollectError, collect_limited};
+use crate::error::Error;
+use crate::identity::{Principal, ResponseFuture};
+use crate::wire::messages::RequestBody;
+
+/// Default largest request body accepted, in bytes (32 MiB, the Messages API's own limit).
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+/// Default largest response body kept in a record, in bytes (8 MiB); the
+/// client still receives everything.
+pub const DEFAULT_MAX_CAPTURE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Records every exchange; see the [module docs](crate::audit).
+///
+/// ```
+/// # #[cfg(feature = "sqlite")] {
+/// use skillgate::audit::AuditLayer;
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let store = skillgate::audit::SqliteStore::in_memory().await.unwrap();
+/// let layer = AuditLayer::new(store).instance("gw-1").max_request_bytes(1 << 20);
+/// # let _ = layer;
+/// # });
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AuditLayer {
+    store: Arc<dyn AuditStore>,
+    instance: Arc<str>,
+    max_request_bytes: usize,
+    max_capture_bytes: usize,
+}
+
+impl AuditLayer {
+    /// A layer writing to `store`, with the default limits.
+    pub fn new(store: impl AuditStore) -> Self {
+        Self::from_arc(Arc::new(store))
+    }
+
+    /// A layer writing to an already shared store.
+    pub fn from_arc(store: Arc<dyn AuditStore>) -> Self {
+        AuditLayer {
+            store,
+            instance: default_instance().into(),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_capture_bytes: DEFAULT_MAX_CAPTURE_BYTES,
+        }
+    }
+
+    /// Names this gateway instance in every record (default `hostname:pid`).
+    pub fn instance(mut self, name: impl Into<String>) -> Self {
+        self.instance = name.into().into();
+        self
+    }
+
+    /// Largest request body accepted, in bytes; larger ones get `413 request_too_large`.
+    pub fn max_request_bytes(mut self, limit: usize) -> Self {
+        self.max_request_bytes = limit;
+        self
+    }
+
+    /// Largest response body kept in a record, in bytes.
+    pub fn max_capture_bytes(mut self, limit: usize) -> Self {
+        self.max_capture_bytes = limit;
+        self
+    }
+
+    /// The store records go to.
+    pub fn store(&self) -> &Arc<dyn AuditStore> {
+        &self.store
+    }
+}
+
+fn default_instance() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .unwrap_or_else(|| "skillgate".into());
+    format!("{host}:{}", std::process::id())
+}
+
+impl<S> Layer<S> for AuditLayer {
+    type Service = AuditService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AuditService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`AuditLayer`].
+#[derive(Clone)]
+pub struct AuditService<S> {
+    inner: S,
+    layer: AuditLayer,
+}
+
+#[derive(Default)]
+struct Draft {
+    principal: Option<Principal>,
+    decision: Option<DecisionRecord>,
+    body: Bytes,
+    model: Option<String>,
+    stream: bool,
+    committed: bool,
+}
+
+struct HandleInner {
+    id: Uuid,
+    received_at: jiff::Timestamp,
+    started: Instant,
+    method: String,
+    path: String,
+    instance: Arc<str>,
+    store: Arc<dyn AuditStore>,
+    draft: Mutex<Draft>,
+}
+
+/// The audit record of the exchange in progress, in the request extensions.
+///
+/// Inner layers add what they learn ([`set_principal`](Self::set_principal),
+/// [`set_decision`](Self::set_decision)); the innermost point commits the
+/// request record before forwarding ([`commit`](Self::commit)).
+///
+/// ```
+/// use skillgate::audit::AuditHandle;
+/// fn record_id(req: &http::Request<skillgate::Body>) -> Option<uuid::Uuid> {
+///     req.extensions().get::<AuditHandle>().map(|h| h.id())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct AuditHandle(Arc<HandleInner>);
+
+impl AuditHandle {
+    fn draft(&self) -> std::sync::MutexGuard<'_, Draft> {
+        self.0.draft.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The exchange id (UUID v7).
+    pub fn id(&self) -> Uuid {
+        self.0.id
+    }
+
+    /// Records the verified caller.
+    pub fn set_principal(&self, p: &Principal) {
+        self.draft().principal = Some(p.clone());
+    }
+
+    /// Records the decision (the last one set wins).
+    pub fn set_decision(&self, d: DecisionRecord) {
+        self.draft().decision = Some(d);
+    }
+
+    /// Whether the request record has been written.
+    pub fn is_committed(&self) -> bool {
+        self.draft().committed
+    }
+
+    fn request_record(&self, fallback: DecisionRecord) -> RequestRecord {
+        let d = self.draft();
+        RequestRecord {
+            id: self.0.id,
+            received_at: self.0.received_at,
+            instance: self.0.instance.to_string(),
+            principal: d.principal.clone(),
+            method: self.0.method.clone(),
+            path: self.0.path.clone(),
+            model: d.model.clone(),
+            stream: d.stream,
+            decision: d.decision.clone().unwrap_or(fallback),
+            body: d.body.clone(),
+        }
+    }
+
+    /// Durably writes the request record with `body` as the forwarded body.
+    /// Call it last thing before forwarding; forward only on `Ok`.
+    /// Idempotent: a second call does nothing.
+    ///
+    /// # Errors
+    /// The store's [`AuditError`]; the caller must then refuse the request.
+    pub async fn commit(&self, body: &RequestBody) -> Result<(), AuditError> {
+        {
+            let mut d = self.draft();
+            if d.committed {
+                return Ok(());
+            }
+            d.body = body.bytes().clone();
+            if let Ok(view) = body.messages() {
+                d.model = view.model().map(str::to_owned);
+                d.stream = view.stream();
+            }
+            if d.decision.is_none() {
+                d.decision = Some(DecisionRecord::allow());
+            }
+        }
+        let record = self.request_record(DecisionRecord::allow());
+        self.0.store.record_request(&record).await?;
+        self.draft().committed = true;
+        Ok(())
+    }
+
+    /// Writes what remains of the exchange: the request record if it was
+    /// never committed (a refusal), then the response record.
+    async fn finish(self, mut response: ResponseRecord) {
+        response.latency_us = micros(self.0.started);
+        let committed = self.is_committed();
+        if !committed {
+            let fallback = DecisionRecord::deny(format!("refused with status {}", response.status));
+            let mut rec = self.request_record(fallback);
+            if rec.decision.verdict == Verdict::Allow {
+                rec.decision = DecisionRecord::deny(format!("refused with status {}", response.status));
+            }
+            if let Err(e) = self.0.store.record_request(&rec).await {
+                tracing::error!(id = %self.0.id, error = %e, "audit: could not record refused request");
+                return;
+            }
+        }
+        if let Err(e) = self.0.store.record_response(&response).await {
+            tracing::error!(id = %self.0.id, error = %e, "audit: could not record response");
+        }
+    }
+}
+
+fn micros(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+impl<S> Service<Request<Body>> for AuditService<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        let started = Instant::now();
+        Box::pin(async move {
+            let (mut parts, body) = req.into_parts();
+            let path = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_else(|| parts.uri.path().to_owned());
+            let handle = AuditHandle(Arc::new(HandleInner {
+                id: Uuid::now_v7(),
+                received_at: jiff::Timestamp::now(),
+                started,
+                method: parts.method.to_string(),
+                path,
+                instance: layer.instance.clone(),
+                store: layer.store.clone(),
+                draft: Mutex::new(Draft::default()),
+            }));
+            let bytes = match collect_limited(body, layer.max_request_bytes).await {
+                Ok(b) => b,
+                Err(e) => {
+                    let err = match e {
+                        CollectError::TooLarge { limit } => Error::BodyTooLarge { limit },
+                        CollectError::Stream(_) => Error::BodyRead,
+                    };
+                    handle.set_decision(DecisionRecord::deny(err.to_string()));
+                    let res = err.into_response();
+                    return Ok(wrap_response(handle, res, layer.max_capture_bytes));
+                }
+            };
+            let request_body = RequestBody::new(bytes.clone());
+            handle.draft().body = bytes.clone();
+            parts.extensions.insert(handle.clone());
+            parts.extensions.insert(request_body);
+            let res = inner.call(Request::from_parts(parts, Body::from(bytes))).await?;
+            Ok(wrap_response(handle, res, layer.max_capture_bytes))
+        })
+    }
+}
+
+fn wrap_response(handle: AuditHandle, res: Response<Body>, cap: usize) -> Response<Body> {
+    let ttfb_us = micros(handle.0.started);
+    let (mut parts, body) = res.into_parts();
+    let is_sse = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+    let mut record = ResponseRecord::new(handle.id(), parts.status.as_u16());
+    record.ttfb_us = ttfb_us;
+    record.upstream_request_id = parts
+        .headers
+        .get("request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    parts.extensions.insert(handle.clone());
+    let tee = AuditBody {
+        inner: body,
+        state: Some(TeeState {
+            handle,
+            record,
+            captured: BytesMut::new(),
+            cap,
+            is_sse,
+        }),
+    };
+    Response::from_parts(parts, Body::new(tee))
+}
+
+struct TeeState {
+    handle: AuditHandle,
+    record: ResponseRecord,
+    captured: BytesMut,
+    cap: usize,
+    is_sse: bool,
+}
+
+impl TeeState {
+    fn finish(self, complete: bool) {
+        let TeeState {
+            handle,
+            mut record,
+            captured,
+            is_sse,
+            ..
+        } = self;
+        record.complete = complete;
+        record.completed_at = jiff::Timestamp::now();
+        record.body = captured.freeze();
+        if is_sse {
+            if let Some(r) = crate::wire::stream::reassemble(&record.body) {
+                record.text = Some(r.text);
+                record.usage = r.usage;
+            }
+        } else if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&record.body) {
+            record.usage = v.get("usage").cloned();
+        }
+        // Writing never delays the client: it happens on its own task.
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(handle.finish(record));
+            }
+            Err(_) => tracing::error!("audit: no runtime to record the response on"),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response body wrapper that copies what the client receives into
+    /// the audit record (up to the capture limit) and writes the record when
+    /// the body ends, fails, or is dropped early (client went away).
+    pub struct AuditBody {
+        #[pin]
+        inner: Body,
+        state: Option<TeeState>,
+    }
+
+    impl PinnedDrop for AuditBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(state) = this.state.take() {
+                // A body that had nothing left to send ended normally even if
+                // nobody polled its end.
+                let complete = this.inner.is_end_stream();
+                state.finish(complete);
+            }
+        }
+    }
+}
+
+impl http_body::Body for AuditBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(st)) = (frame.data_ref(), this.state.as_mut()) {
+                    let room = st.cap.saturating_sub(st.captured.len());
+                    if data.len() > room {
+                        st.record.body_truncated = true;
+                    }
+                    st.captured.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(st) = this.state.take() {
+                    st.finish(false);
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(st) = this.state.take() {
+                    st.finish(true);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

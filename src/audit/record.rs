@@ -1,0 +1,240 @@
+//! What one audited exchange looks like: [`RequestRecord`], [`ResponseRecord`], [`AuditRecord`].
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::identity::Principal;
+
+/// The gateway's verdict on a request, as recorded.
+///
+/// ```
+/// use skillgate::audit::Verdict;
+/// assert_eq!(Verdict::Deny.as_str(), "deny");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Forwarded upstream.
+    Allow,
+    /// Refused by the gateway.
+    Deny,
+}
+
+impl Verdict {
+    /// `"allow"` or `"deny"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+        }
+    }
+
+    /// Parses `"allow"` / `"deny"`.
+    pub fn parse(s: &str) -> Option<Verdict> {
+        match s {
+            "allow" => Some(Verdict::Allow),
+            "deny" => Some(Verdict::Deny),
+            _ => None,
+        }
+    }
+}
+
+/// The decision attached to a record: verdict, the layer's reason, and the
+/// ids of the rules that matched (empty until a policy layer sets them).
+///
+/// ```
+/// use skillgate::audit::{DecisionRecord, Verdict};
+/// let d = DecisionRecord::deny("authentication: token expired");
+/// assert_eq!(d.verdict, Verdict::Deny);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// Allow or deny.
+    pub verdict: Verdict,
+    /// Why, in words for the audit reader (never a secret or matched value).
+    pub reason: Option<String>,
+    /// Ids of the rules that matched.
+    pub rules: Vec<String>,
+}
+
+impl DecisionRecord {
+    /// An allow with no reason.
+    pub fn allow() -> Self {
+        DecisionRecord {
+            verdict: Verdict::Allow,
+            reason: None,
+            rules: Vec::new(),
+        }
+    }
+
+    /// A deny with `reason`.
+    pub fn deny(reason: impl Into<String>) -> Self {
+        DecisionRecord {
+            verdict: Verdict::Deny,
+            reason: Some(reason.into()),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// The request half of an exchange, written before the request goes upstream
+/// (or, for a request the gateway refused, when the refusal is sent).
+///
+/// ```
+/// use skillgate::audit::{DecisionRecord, RequestRecord};
+/// let r = RequestRecord::new("POST", "/v1/messages", DecisionRecord::allow());
+/// assert_eq!(r.method, "POST");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// The exchange id (UUID v7, time-ordered).
+    pub id: Uuid,
+    /// When the gateway received the request (µs precision).
+    pub received_at: jiff::Timestamp,
+    /// Which gateway instance handled it.
+    pub instance: String,
+    /// The verified caller, if identity succeeded.
+    pub principal: Option<Principal>,
+    /// HTTP method.
+    pub method: String,
+    /// Path and query string, e.g. `/v1/messages?beta=true`.
+    pub path: String,
+    /// The Messages `model`, if the body named one.
+    pub model: Option<String>,
+    /// Whether the body asked for `"stream": true`.
+    pub stream: bool,
+    /// The gateway's decision.
+    pub decision: DecisionRecord,
+    /// The request body as forwarded (or as received, when refused).
+    #[serde(with = "bytes_as_text")]
+    pub body: Bytes,
+}
+
+impl RequestRecord {
+    /// A record with a fresh id, received now, no principal and an empty body.
+    pub fn new(method: &str, path: &str, decision: DecisionRecord) -> Self {
+        RequestRecord {
+            id: Uuid::now_v7(),
+            received_at: jiff::Timestamp::now(),
+            instance: String::new(),
+            principal: None,
+            method: method.into(),
+            path: path.into(),
+            model: None,
+            stream: false,
+            decision,
+            body: Bytes::new(),
+        }
+    }
+}
+
+/// The response half, written when the response body ends or is dropped.
+///
+/// ```
+/// use skillgate::audit::ResponseRecord;
+/// let r = ResponseRecord::new(uuid::Uuid::now_v7(), 200);
+/// assert!(r.complete);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseRecord {
+    /// The exchange id, as in the [`RequestRecord`].
+    pub id: Uuid,
+    /// When the last byte went to the client (or the client went away).
+    pub completed_at: jiff::Timestamp,
+    /// HTTP status sent to the client.
+    pub status: u16,
+    /// The upstream's `request-id` header.
+    pub upstream_request_id: Option<String>,
+    /// The response body as delivered to the client (for SSE, the event stream).
+    #[serde(with = "bytes_as_text")]
+    pub body: Bytes,
+    /// `true` when `body` was cut at the capture limit.
+    pub body_truncated: bool,
+    /// For SSE responses: the text the client received, reassembled from `text_delta` events.
+    pub text: Option<String>,
+    /// `usage` from the response (input/output tokens), if present.
+    pub usage: Option<serde_json::Value>,
+    /// `false` when the client disconnected or the stream broke before the end.
+    pub complete: bool,
+    /// From request received to response headers, in µs.
+    pub ttfb_us: u64,
+    /// From request received to the end of the response body, in µs.
+    pub latency_us: u64,
+}
+
+impl ResponseRecord {
+    /// A complete, empty-bodied record for `id` with `status`, completed now.
+    pub fn new(id: Uuid, status: u16) -> Self {
+        ResponseRecord {
+            id,
+            completed_at: jiff::Timestamp::now(),
+            status,
+            upstream_request_id: None,
+            body: Bytes::new(),
+            body_truncated: false,
+            text: None,
+            usage: None,
+            complete: true,
+            ttfb_us: 0,
+            latency_us: 0,
+        }
+    }
+}
+
+/// A whole exchange as read back from a store.
+///
+/// ```
+/// use skillgate::audit::{AuditRecord, DecisionRecord, RequestRecord};
+/// let rec = AuditRecord { request: RequestRecord::new("GET", "/v1/models", DecisionRecord::allow()), response: None };
+/// assert!(!rec.is_complete());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// The request half.
+    pub request: RequestRecord,
+    /// The response half; `None` while in flight, or if the gateway died mid-exchange.
+    pub response: Option<ResponseRecord>,
+}
+
+impl AuditRecord {
+    /// Whether the response was recorded and delivered whole.
+    pub fn is_complete(&self) -> bool {
+        self.response.as_ref().is_some_and(|r| r.complete)
+    }
+}
+
+/// Bodies are stored as UTF-8 text when they are (JSON, SSE), else base64.
+mod bytes_as_text {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Text(String),
+        Binary { base64: String },
+    }
+
+    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(b) {
+            Ok(t) => Repr::Text(t.to_owned()),
+            Err(_) => Repr::Binary {
+                base64: STANDARD.encode(b),
+            },
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        match Repr::deserialize(d)? {
+            Repr::Text(t) => Ok(Bytes::from(t)),
+            Repr::Binary { base64 } => STANDARD
+                .decode(base64)
+                .map(Bytes::from)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! JWKS loading and caching (RFC 7517), with OIDC discovery (OIDC Discovery 1.0 §4).
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+
+use crate::http_client::{HttpsClient, get_json};
+
+use super::AuthError;
+
+/// Where an issuer's signing keys come from.
+///
+/// ```
+/// use skillgate::identity::KeySource;
+/// let s = KeySource::Discovery;
+/// let f = KeySource::JwksFile("/etc/skillgate/jwks.json".into());
+/// # let _ = (s, f);
+/// ```
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// `{issuer}/.well-known/openid-configuration` → `jwks_uri` (OIDC Discovery 1.0 §4).
+    Discovery,
+    /// A JWKS document at this URL.
+    JwksUrl(String),
+    /// A JWKS document in this file, re-read when its modification time changes.
+    JwksFile(PathBuf),
+    /// A fixed JWKS (JSON text), e.g. for tests or an embedded dev issuer.
+    Static(String),
+}
+
+/// One usable verification key.
+#[derive(Clone)]
+pub(crate) struct VerifyingKey {
+    pub kid: Option<String>,
+    /// The `alg` the JWK pins, if it names one.
+    pub alg: Option<Algorithm>,
+    pub kind: KeyKind,
+    pub key: DecodingKey,
+}
+
+/// The key type, fine enough to match an algorithm exactly (RFC 7518 §3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyKind {
+    Rsa,
+    P256,
+    P384,
+    Ed25519,
+}
+
+impl KeyKind {
+    pub(crate) fn fits(self, alg: Algorithm) -> bool {
+        use Algorithm::*;
+        match self {
+            KeyKind::Rsa => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
+            KeyKind::P256 => alg == ES256,
+            KeyKind::P384 => alg == ES384,
+            KeyKind::Ed25519 => alg == EdDSA,
+        }
+    }
+}
+
+/// Converts one JWK; symmetric keys, encryption keys and unknown curves are
+/// skipped (`None`) so one odd key does not poison the set.
+fn convert(jwk_json: &Value) -> Option<VerifyingKey> {
+    let jwk: Jwk = serde_json::from_value(jwk_json.clone()).ok()?;
+    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+        return None;
+    }
+    let kind = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => KeyKind::Rsa,
+        AlgorithmParameters::EllipticCurve(p) => match p.curve {
+            EllipticCurve::P256 => KeyKind::P256,
+            EllipticCurve::P384 => KeyKind::P384,
+            _ => return None,
+        },
+        AlgorithmParameters::OctetKeyPair(p) => match p.curve {
+            EllipticCurve::Ed25519 => KeyKind::Ed25519,
+            _ => return None,
+        },
+        // Never verify with a shared secret taken from a key set.
+        _ => return None,
+    };
+    let alg = match jwk.common.key_algorithm {
+        Some(a) => Some(Algorithm::try_from(a).ok()?),
+        None => None,
+    };
+    if let Some(a) = alg {
+        if !kind.fits(a) {
+            return None;
+        }
+    }
+    let key = DecodingKey::from_jwk(&jwk).ok()?;
+    Some(VerifyingKey {
+        kid: jwk.common.key_id.clone(),
+        alg,
+        kind,
+        key,
+    })
+}
+
+/// Parses a JWKS document (`{"keys":[…]}`) into usable keys.
+pub(crate) fn parse_jwks(doc: &Value) -> Result<Vec<VerifyingKey>, AuthError> {
+    let keys = doc
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or(AuthError::KeysUnavailable)?;
+    Ok(keys.iter().filter_map(convert).collect())
+}
+
+/// Tuning for [`KeyStore`].
+#[derive(Debug, Clone)]
+pub(crate) struct KeyStoreOptions {
+    /// Minimum time between two refreshes triggered by an unknown `kid`.
+    pub min_refresh_interval: Duration,
+    /// Refresh keys older than this on the next use (a failure keeps the old ones).
+    pub max_age: Duration,
+    /// Largest JWKS or discovery document accepted (bytes).
+    pub max_document_bytes: usize,
+    /// Timeout of one fetch.
+    pub fetch_timeout: Duration,
+}
+
+impl Default for KeyStoreOptions {
+    fn default() -> Self {
+        KeyStoreOptions {
+            min_refresh_interval: Duration::from_secs(30),
+            max_age: Duration::from_secs(3600),
+            max_document_bytes: 1 << 20,
+            fetch_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    keys: Arc<Vec<VerifyingKey>>,
+    loaded_at: Option<Instant>,
+    attempted_at: Option<Instant>,
+    file_mtime: Option<SystemTime>,
+}
+
+/// The cached keys of one issuer. Refreshes are single-flight.
+pub(crate) struct KeyStore {
+    issuer: String,
+    source: KeySource,
+    options: KeyStoreOptions,
+    client: Option<HttpsClient>,
+    state: RwLock<State>,
+    refresh: tokio::sync::Mutex<()>,
+}
+
+impl KeyStore {
+    pub(crate) fn new(
+        issuer: String,
+        source: KeySource,
+        options: KeyStoreOptions,
+        client: Option<HttpsClient>,
+    ) -> Self {
+        KeyStore {
+            issuer,
+            source,
+            options,
+            client,
+            state: RwLock::new(State::default()),
+            refresh: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn snapshot(&self) -> (Arc<Vec<VerifyingKey>>, Option<Instant>, Option<Instant>) {
+        match self.state.read() {
+            Ok(s) => (s.keys.clone(), s.loaded_at, s.attempted_at),
+            Err(p) => {
+                let s = p.into_inner();
+                (s.keys.clone(), s.loaded_at, s.attempted_at)
+            }
+        }
+    }
+
+    /// The current keys; loads them on first use, reloads stale ones, and
+    /// when `want_kid` is not among them refreshes at most once per interval.
+    pub(crate) async fn keys(
+        &self,
+        want_kid: Option<&str>,
+    ) -> Result<Arc<Vec<VerifyingKey>>, AuthError> {
+        let (keys, loaded, attempted) = self.snapshot();
+        let file_changed = loaded.is_some()
+            && matches!(self.source, KeySource::JwksFile(_))
+            && self.file_changed().await;
+        let expired = !matches!(self.source, KeySource::Static(_))
+            && loaded.is_some_and(|t| t.elapsed() >= self.options.max_age);
+        let missing =
+            want_kid.is_some_and(|k| !keys.iter().any(|v| v.kid.as_deref() == Some(k)));
+        let current = |keys: Arc<Vec<VerifyingKey>>, loaded: Option<Instant>| {
+            if loaded.is_some() {
+                Ok(keys)
+            } else {
+                Err(AuthError::KeysUnavailable)
+            }
+        };
+        if !(loaded.is_none() || file_changed || expired || missing) {
+            return Ok(keys);
+        }
+        let throttled = !file_changed
+            && attempted.is_some_and(|t| t.elapsed() < self.options.min_refresh_interval);
+        if throttled {
+            return current(keys, loaded);
+        }
+        // Single flight: one task refreshes, the others wait and reuse its result.
+        let _guard = self.refresh.lock().await;
+        let (keys2, loaded2, attempted2) = self.snapshot();
+        if attempted2 != attempted {
+            return current(keys2, loaded2);
+        }
+        let result = self.load().await;
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        st.attempted_at = Some(Instant::now());
+        match result {
+            Ok((new_keys, mtime)) => {
+                st.keys = Arc::new(new_keys);
+                st.loaded_at = st.attempted_at;
+                st.file_mtime = mtime;
+                Ok(st.keys.clone())
+            }
+            Err(e) => {
+                tracing::warn!(issuer = %self.issuer, error = %e, "could not load signing keys");
+                if st.loaded_at.is_some() {
+                    // Keep serving the last good keys while the IdP is down.
+                    Ok(st.keys.clone())
+                } else {
+                    Err(AuthError::KeysUnavailable)
+                }
+            }
+        }
+    }
+
+    async fn file_changed(&self) -> bool {
+        let KeySource::JwksFile(path) = &self.source else {
+            return false;
+        };
+        let now = tokio::fs::metadata(path).await.and_then(|m| m.modified()).ok();
+        let seen = self.state.read().map(|s| s.file_mtime).unwrap_or(None);
+        now != seen
+    }
+
+    async fn load(&self) -> Result<(Vec<VerifyingKey>, Option<SystemTime>), String> {
+        let limit = self.options.max_document_bytes;
+        let timeout = self.options.fetch_timeout;
+        let (doc, mtime) = match &self.source {
+            KeySource::Static(text) => (
+                serde_json::from_str::<Value>(text).map_err(|e| format!("static JWKS: {e}"))?,
+                None,
+            ),
+            KeySource::JwksFile(path) => {
+                let meta = tokio::fs::metadata(path)
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                if meta.len() as usize > limit {
+                    return Err(format!("{}: larger than {limit} bytes", path.display()));
+                }
+                let text = tokio::fs::read(path)
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let doc = serde_json::from_slice(&text)
+                    .map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+                (doc, meta.modified().ok())
+            }
+            KeySource::JwksUrl(url) => {
+                let client = self.client.as_ref().ok_or("no HTTP client")?;
+                let doc = get_json(client, url, limit, timeout)
+                    .await
+                    .map_err(|e| format!("JWKS {url}: {e}"))?;
+                (doc, None)
+            }
+            KeySource::Discovery => {
+                let client = self.client.as_ref().ok_or("no HTTP client")?;
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    self.issuer.trim_end_matches('/')
+                );
+                let meta = get_json(client, &url, limit, timeout)
+                    .await
+                    .map_err(|e| format!("discovery {url}: {e}"))?;
+                // OIDC Discovery §4.3: the document's issuer must equal ours exactly.
+                if meta.get("issuer").and_then(Value::as_str) != Some(self.issuer.as_str()) {
+                    return Err(format!("discovery {url}: issuer mismatch"));
+                }
+                let jwks_uri = meta
+                    .get("jwks_uri")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| format!("discovery {url}: no jwks_uri"))?;
+                let doc = get_json(client, jwks_uri, limit, timeout)
+                    .await
+                    .map_err(|e| format!("JWKS {jwks_uri}: {e}"))?;
+                (doc, None)
+            }
+        };
+        let keys = parse_jwks(&doc).map_err(|_| "JWKS has no \"keys\" array".to_string())?;
+        if keys.is_empty() {
+            return Err("JWKS has no usable signing keys".into());
+        }
+        Ok((keys, mtime))
+    }
+}

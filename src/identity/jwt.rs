@@ -1,0 +1,449 @@
+//! [`JwtVerifier`]: OIDC / OAuth 2.0 JWT access-token verification
+//! (RFC 7519, RFC 8725 best practices, RFC 9068 profile), built on `jsonwebtoken`.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
+use serde_json::{Map, Value};
+
+use super::jwks::{KeySource, KeyStore, KeyStoreOptions};
+use super::principal::{claim_path, string_list};
+use super::{AuthError, Principal, TokenVerifier};
+
+/// Largest token accepted, in bytes (16 KiB). Longer ones are refused before parsing.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// The asymmetric algorithms skillgate verifies (RFC 7518 §3.1, RFC 8037).
+/// HMAC algorithms and `none` are never accepted.
+pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// A configuration mistake found by [`JwtVerifierBuilder::build`].
+///
+/// ```
+/// use skillgate::identity::{JwtVerifier, KeySource};
+/// let err = JwtVerifier::builder("https://idp.example.com")
+///     .keys(KeySource::Discovery)
+///     .build()
+///     .unwrap_err();
+/// assert!(err.to_string().contains("audience"));
+/// ```
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// No audience configured: every token would be accepted for any audience.
+    #[error("at least one audience is required (RFC 7519 §4.1.3)")]
+    NoAudience,
+    /// The issuer is empty.
+    #[error("issuer is required")]
+    NoIssuer,
+    /// No key source configured.
+    #[error("no key source: set a JWKS file, a JWKS URL, or discovery")]
+    NoKeySource,
+    /// An algorithm that is not asymmetric, or empty allow-list.
+    #[error("algorithm allow-list must be non-empty and asymmetric only: {0}")]
+    BadAlgorithms(String),
+    /// The HTTPS client could not be created (no root certificates).
+    #[error("HTTP client: {0}")]
+    Client(String),
+}
+
+/// Verifies JWTs from one issuer.
+///
+/// Checks, in order: size (≤ [`MAX_TOKEN_BYTES`]), compact form, `alg` in the
+/// allow-list (never `none` or HMAC), no unknown `crit`, `typ` where required,
+/// a key from the issuer's JWKS that matches `kid` and `alg` exactly (key type
+/// and curve), the signature, then `iss` (exact), `aud` (any configured),
+/// `exp` (required) and `nbf` with leeway. `jku`, `x5u`, `jwk` and `x5c`
+/// headers are ignored and never fetched (RFC 8725 §3.10).
+///
+/// ```
+/// use std::time::Duration;
+/// use skillgate::identity::{JwtVerifier, KeySource};
+/// let verifier = JwtVerifier::builder("https://idp.example.com")
+///     .audience("skillgate")
+///     .keys(KeySource::Discovery)
+///     .require_typ("at+jwt")
+///     .groups_claim("groups")
+///     .leeway(Duration::from_secs(30))
+///     .build()
+///     .unwrap();
+/// assert_eq!(verifier.issuer(), "https://idp.example.com");
+/// ```
+#[derive(Clone)]
+pub struct JwtVerifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    issuer: String,
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    leeway: u64,
+    required_typ: Option<String>,
+    groups_claim: String,
+    subject_claim: String,
+    keys: KeyStore,
+}
+
+/// Builder for [`JwtVerifier`]; see its docs.
+#[derive(Debug, Clone)]
+pub struct JwtVerifierBuilder {
+    issuer: String,
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    leeway: Duration,
+    required_typ: Option<String>,
+    groups_claim: String,
+    subject_claim: String,
+    source: Option<KeySource>,
+    options: KeyStoreOptions,
+}
+
+impl JwtVerifier {
+    /// Starts a builder for tokens whose `iss` is exactly `issuer`.
+    pub fn builder(issuer: impl Into<String>) -> JwtVerifierBuilder {
+        JwtVerifierBuilder {
+            issuer: issuer.into(),
+            audiences: Vec::new(),
+            algorithms: SUPPORTED_ALGORITHMS.to_vec(),
+            leeway: Duration::from_secs(60),
+            required_typ: None,
+            groups_claim: "groups".into(),
+            subject_claim: "sub".into(),
+            source: None,
+            options: KeyStoreOptions::default(),
+        }
+    }
+
+    /// The issuer this verifier accepts.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// Loads the signing keys now (discovery, JWKS fetch or file read), so a
+    /// misconfiguration shows at startup rather than at the first request.
+    ///
+    /// # Errors
+    /// [`AuthError::KeysUnavailable`] if no usable key could be loaded.
+    pub async fn preload(&self) -> Result<(), AuthError> {
+        self.inner.keys.keys(None).await.map(|_| ())
+    }
+}
+
+impl JwtVerifierBuilder {
+    /// Adds an accepted audience (`aud`, RFC 7519 §4.1.3). At least one is required.
+    pub fn audience(mut self, aud: impl Into<String>) -> Self {
+        self.audiences.push(aud.into());
+        self
+    }
+
+    /// Replaces the algorithm allow-list (default: every asymmetric algorithm
+    /// in [`SUPPORTED_ALGORITHMS`]).
+    pub fn algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algs.into_iter().collect();
+        self
+    }
+
+    /// Clock-skew leeway for `exp` and `nbf` (default 60 s; whole seconds).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Requires the `typ` header, compared case-insensitively with an optional
+    /// `application/` prefix (RFC 9068 §4 uses `at+jwt`).
+    pub fn require_typ(mut self, typ: impl Into<String>) -> Self {
+        self.required_typ = Some(typ.into());
+        self
+    }
+
+    /// The dot-separated claim path that holds groups (default `groups`;
+    /// Entra ID uses `roles`, Keycloak `realm_access.roles`).
+    pub fn groups_claim(mut self, path: impl Into<String>) -> Self {
+        self.groups_claim = path.into();
+        self
+    }
+
+    /// The claim that names the subject (default `sub`).
+    pub fn subject_claim(mut self, claim: impl Into<String>) -> Self {
+        self.subject_claim = claim.into();
+        self
+    }
+
+    /// Where the signing keys come from.
+    pub fn keys(mut self, source: KeySource) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Keys from a JWKS file (re-read when it changes).
+    pub fn jwks_file(self, path: impl Into<PathBuf>) -> Self {
+        self.keys(KeySource::JwksFile(path.into()))
+    }
+
+    /// Minimum time between refreshes caused by an unknown `kid` (default 30 s).
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        self.options.min_refresh_interval = interval;
+        self
+    }
+
+    /// Age after which fetched keys are refreshed on next use (default 1 h).
+    /// If the refresh fails the old keys stay in use.
+    pub fn max_key_age(mut self, age: Duration) -> Self {
+        self.options.max_age = age;
+        self
+    }
+
+    /// Validates the configuration and builds the verifier. No I/O happens
+    /// here; see [`JwtVerifier::preload`].
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming what is missing or unsafe.
+    pub fn build(self) -> Result<JwtVerifier, ConfigError> {
+        if self.issuer.is_empty() {
+            return Err(ConfigError::NoIssuer);
+        }
+        if self.audiences.is_empty() {
+            return Err(ConfigError::NoAudience);
+        }
+        if self.algorithms.is_empty() {
+            return Err(ConfigError::BadAlgorithms("empty".into()));
+        }
+        if let Some(bad) = self
+            .algorithms
+            .iter()
+            .find(|a| !SUPPORTED_ALGORITHMS.contains(a))
+        {
+            return Err(ConfigError::BadAlgorithms(format!("{bad:?}")));
+        }
+        let source = self.source.ok_or(ConfigError::NoKeySource)?;
+        let client = match source {
+            KeySource::Discovery | KeySource::JwksUrl(_) => Some(
+                crate::http_client::https_client()
+                    .map_err(|e| ConfigError::Client(e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let keys = KeyStore::new(self.issuer.clone(), source, self.options, client);
+        Ok(JwtVerifier {
+            inner: Arc::new(Inner {
+                issuer: self.issuer,
+                audiences: self.audiences,
+                algorithms: self.algorithms,
+                leeway: self.leeway.as_secs(),
+                required_typ: self.required_typ,
+                groups_claim: self.groups_claim,
+                subject_claim: self.subject_claim,
+                keys,
+            }),
+        })
+    }
+}
+
+fn typ_matches(got: Option<&str>, want: &str) -> bool {
+    let norm = |s: &str| {
+        let s = s.to_ascii_lowercase();
+        s.strip_prefix("application/").map(str::to_owned).unwrap_or(s)
+    };
+    got.is_some_and(|g| norm(g) == norm(want))
+}
+
+/// Decodes one base64url (no padding) JWT segment, strictly.
+fn b64_segment(seg: &str) -> Result<Vec<u8>, AuthError> {
+    URL_SAFE_NO_PAD.decode(seg).map_err(|_| AuthError::Malformed)
+}
+
+/// Reads `iss` from an unverified token, for routing to the right verifier only.
+pub(crate) fn unverified_issuer(token: &str) -> Result<String, AuthError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(AuthError::TooLarge {
+            limit: MAX_TOKEN_BYTES,
+        });
+    }
+    let mut parts = token.split('.');
+    let (_h, p) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(p), Some(_), None) => (h, p),
+        _ => return Err(AuthError::Malformed),
+    };
+    let payload: Value = serde_json::from_slice(&b64_segment(p)?).map_err(|_| AuthError::Malformed)?;
+    match payload.get("iss") {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(AuthError::Malformed),
+        None => Err(AuthError::MissingClaim("iss")),
+    }
+}
+
+fn map_jwt_error(kind: &ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::InvalidSignature | ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidRsaKey(_) => {
+            AuthError::InvalidSignature
+        }
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+        ErrorKind::InvalidAudience => AuthError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(c) => match c.as_str() {
+            "exp" => AuthError::MissingClaim("exp"),
+            "iss" => AuthError::MissingClaim("iss"),
+            "aud" => AuthError::MissingClaim("aud"),
+            "sub" => AuthError::MissingClaim("sub"),
+            _ => AuthError::Malformed,
+        },
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => AuthError::AlgorithmNotAllowed,
+        _ => AuthError::Malformed,
+    }
+}
+
+impl Inner {
+    async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLarge {
+                limit: MAX_TOKEN_BYTES,
+            });
+        }
+        if token.split('.').count() != 3 {
+            return Err(AuthError::Malformed);
+        }
+        // `decode_header` refuses `alg` values it does not know, `none` included.
+        let header = decode_header(token).map_err(|e| match e.kind() {
+            ErrorKind::InvalidAlgorithmName => AuthError::AlgorithmNotAllowed,
+            _ => AuthError::Malformed,
+        })?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err(AuthError::AlgorithmNotAllowed);
+        }
+        if header.crit.is_some() {
+            return Err(AuthError::UnsupportedCritical);
+        }
+        if let Some(want) = &self.required_typ {
+            if !typ_matches(header.typ.as_deref(), want) {
+                return Err(AuthError::WrongType);
+            }
+        }
+        let keys = self.keys.keys(header.kid.as_deref()).await?;
+        let candidates: Vec<_> = keys
+            .iter()
+            .filter(|k| match (&header.kid, &k.kid) {
+                (Some(want), Some(have)) => want == have,
+                (Some(_), None) => false,
+                (None, _) => true,
+            })
+            .filter(|k| k.kind.fits(header.alg) && k.alg.is_none_or(|a| a == header.alg))
+            .collect();
+        if candidates.is_empty() {
+            return Err(AuthError::UnknownKey);
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.algorithms = vec![header.alg];
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&self.audiences);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.leeway = self.leeway;
+        validation.validate_nbf = true;
+        let mut last = AuthError::InvalidSignature;
+        for key in candidates {
+            match decode::<Map<String, Value>>(token, &key.key, &validation) {
+                Ok(data) => return self.principal(data.claims),
+                Err(e) => {
+                    last = map_jwt_error(e.kind());
+                    if last != AuthError::InvalidSignature {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    fn principal(&self, claims: Map<String, Value>) -> Result<Principal, AuthError> {
+        let str_claim = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        let subject = claim_path(&claims, &self.subject_claim)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .ok_or(AuthError::MissingClaim("sub"))?;
+        let issuer = str_claim("iss").ok_or(AuthError::MissingClaim("iss"))?;
+        let client_id = ["client_id", "azp", "appid", "cid"]
+            .iter()
+            .find_map(|c| str_claim(c));
+        let groups = string_list(claim_path(&claims, &self.groups_claim), false);
+        let mut scopes = string_list(claims.get("scope"), true);
+        scopes.extend(string_list(claims.get("scp"), true));
+        let mut seen = HashSet::new();
+        scopes.retain(|s| seen.insert(s.clone()));
+        let expires_at = claims.get("exp").and_then(Value::as_i64);
+        Ok(Principal {
+            issuer,
+            subject,
+            client_id,
+            groups,
+            scopes,
+            token_id: str_claim("jti"),
+            expires_at,
+            claims,
+        })
+    }
+}
+
+#[async_trait]
+impl TokenVerifier for JwtVerifier {
+    async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.inner.verify(token).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typ_comparison() {
+        assert!(typ_matches(Some("at+jwt"), "at+jwt"));
+        assert!(typ_matches(Some("application/AT+JWT"), "at+jwt"));
+        assert!(!typ_matches(Some("JWT"), "at+jwt"));
+        assert!(!typ_matches(None, "at+jwt"));
+    }
+
+    #[test]
+    fn build_refuses_unsafe_configs() {
+        let b = || JwtVerifier::builder("https://i").keys(KeySource::Discovery);
+        assert_eq!(b().build().err(), Some(ConfigError::NoAudience));
+        assert!(matches!(
+            b().audience("a").algorithms([Algorithm::HS256]).build().err(),
+            Some(ConfigError::BadAlgorithms(_))
+        ));
+        assert!(matches!(
+            b().audience("a").algorithms([]).build().err(),
+            Some(ConfigError::BadAlgorithms(_))
+        ));
+        assert_eq!(
+            JwtVerifier::builder("https://i").audience("a").build().err(),
+            Some(ConfigError::NoKeySource)
+        );
+    }
+
+    #[test]
+    fn unverified_issuer_reads_payload_only() {
+        let p = URL_SAFE_NO_PAD.encode(br#"{"iss":"https://a"}"#);
+        assert_eq!(unverified_issuer(&format!("x.{p}.y")).unwrap(), "https://a");
+        let p = URL_SAFE_NO_PAD.encode(br#"{"iss":["https://a"]}"#);
+        assert_eq!(unverified_issuer(&format!("x.{p}.y")), Err(AuthError::Malformed));
+        assert_eq!(unverified_issuer("x.y"), Err(AuthError::Malformed));
+    }
+}
