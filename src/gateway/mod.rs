@@ -1,1 +1,206 @@
-//! gateway (under construction in this commit).
+//! Assembling the stack: [`Gateway`] (typed builder), [`GatewayLayer`] (the
+//! layers in canonical order, applicable to any service, an axum `Router`
+//! included), [`GatewayConfig`] (the TOML file of the example gateway) and
+//! [`serve`] (HTTP/1.1 + HTTP/2 server with graceful shutdown).
+//!
+//! Request path: **Audit → Identity → ForwardGuard → inner service**
+//! (usually [`Upstream`](crate::upstream::Upstream)); the response travels
+//! back out the same way. Later layers (policy, approval, redaction) slot in
+//! between identity and the guard.
+//!
+//! ```
+//! # #[cfg(feature = "sqlite")] {
+//! use skillgate::gateway::Gateway;
+//! use skillgate::identity::dev::DevIssuer;
+//! use skillgate::upstream::{Credential, StaticCredential, Upstream};
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let dev = DevIssuer::ephemeral();
+//! let gateway = Gateway::builder()
+//!     .verifier(dev.verifier("skillgate"))
+//!     .audit_store(skillgate::audit::SqliteStore::in_memory().await.unwrap())
+//!     .build()
+//!     .unwrap();
+//! let upstream = Upstream::builder("https://api.anthropic.com")
+//!     .credential(StaticCredential::new(Credential::api_key("sk-ant-example")))
+//!     .build()
+//!     .unwrap();
+//! let service = gateway.service(upstream); // Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+//! # let _ = service;
+//! # });
+//! # }
+//! ```
+
+mod config;
+mod guard;
+mod serve;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service};
+
+pub use config::{AuditConfig, Assembled, ConfigError, GatewayConfig, IdentityConfig, UpstreamConfig};
+pub use guard::{ForwardGuard, ForwardGuardLayer};
+pub use serve::{HealthLayer, HealthService, serve, shutdown_signal};
+
+use crate::audit::{AuditLayer, AuditService, AuditStore};
+use crate::body::Body;
+use crate::identity::{IdentityLayer, IdentityService, TokenVerifier};
+
+/// A boxed, cloneable gateway service, as [`Gateway::service`] returns.
+pub type GatewayService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+
+/// The assembled layers; see the [module docs](self).
+///
+/// ```
+/// # #[cfg(feature = "sqlite")] {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use skillgate::gateway::Gateway;
+/// let g = Gateway::builder()
+///     .verifier(skillgate::identity::dev::DevIssuer::ephemeral().verifier("skillgate"))
+///     .audit_store(skillgate::audit::SqliteStore::in_memory().await.unwrap())
+///     .max_request_bytes(4 << 20)
+///     .build()
+///     .unwrap();
+/// let layer = g.layer(); // apply to any Service<Request<Body>>
+/// # let _ = layer;
+/// # });
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Gateway {
+    audit: AuditLayer,
+    identity: IdentityLayer,
+}
+
+/// Builder for [`Gateway`].
+#[derive(Default)]
+pub struct GatewayBuilder {
+    verifier: Option<Arc<dyn TokenVerifier>>,
+    store: Option<Arc<dyn AuditStore>>,
+    instance: Option<String>,
+    max_request_bytes: Option<usize>,
+    max_capture_bytes: Option<usize>,
+}
+
+/// What is missing from a [`GatewayBuilder`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BuildError {
+    /// No token verifier: the gateway would not know who is calling.
+    #[error("a token verifier is required")]
+    NoVerifier,
+    /// No audit store: the gateway would forward unrecorded requests.
+    #[error("an audit store is required")]
+    NoAuditStore,
+}
+
+impl Gateway {
+    /// Starts a builder.
+    pub fn builder() -> GatewayBuilder {
+        GatewayBuilder::default()
+    }
+
+    /// The layers in canonical order, to wrap any inner service.
+    pub fn layer(&self) -> GatewayLayer {
+        GatewayLayer {
+            audit: self.audit.clone(),
+            identity: self.identity.clone(),
+        }
+    }
+
+    /// The whole stack around `inner` (usually an [`Upstream`](crate::upstream::Upstream)), boxed.
+    pub fn service<S>(&self, inner: S) -> GatewayService
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        BoxCloneSyncService::new(self.layer().layer(inner))
+    }
+
+    /// The audit store in use.
+    pub fn audit_store(&self) -> &Arc<dyn AuditStore> {
+        self.audit.store()
+    }
+}
+
+impl GatewayBuilder {
+    /// How callers are authenticated (required).
+    pub fn verifier(mut self, v: impl TokenVerifier) -> Self {
+        self.verifier = Some(Arc::new(v));
+        self
+    }
+    /// An already shared verifier.
+    pub fn verifier_arc(mut self, v: Arc<dyn TokenVerifier>) -> Self {
+        self.verifier = Some(v);
+        self
+    }
+    /// Where exchanges are recorded (required).
+    pub fn audit_store(mut self, s: impl AuditStore) -> Self {
+        self.store = Some(Arc::new(s));
+        self
+    }
+    /// An already shared store.
+    pub fn audit_store_arc(mut self, s: Arc<dyn AuditStore>) -> Self {
+        self.store = Some(s);
+        self
+    }
+    /// This instance's name in audit records.
+    pub fn instance(mut self, name: impl Into<String>) -> Self {
+        self.instance = Some(name.into());
+        self
+    }
+    /// Largest request body accepted, in bytes (default 32 MiB).
+    pub fn max_request_bytes(mut self, n: usize) -> Self {
+        self.max_request_bytes = Some(n);
+        self
+    }
+    /// Largest response body kept per audit record, in bytes (default 8 MiB).
+    pub fn max_capture_bytes(mut self, n: usize) -> Self {
+        self.max_capture_bytes = Some(n);
+        self
+    }
+
+    /// Builds the gateway.
+    ///
+    /// # Errors
+    /// [`BuildError`] naming the missing part.
+    pub fn build(self) -> Result<Gateway, BuildError> {
+        let verifier = self.verifier.ok_or(BuildError::NoVerifier)?;
+        let store = self.store.ok_or(BuildError::NoAuditStore)?;
+        let mut audit = AuditLayer::from_arc(store);
+        if let Some(i) = self.instance {
+            audit = audit.instance(i);
+        }
+        if let Some(n) = self.max_request_bytes {
+            audit = audit.max_request_bytes(n);
+        }
+        if let Some(n) = self.max_capture_bytes {
+            audit = audit.max_capture_bytes(n);
+        }
+        Ok(Gateway {
+            audit,
+            identity: IdentityLayer::from_arc(verifier),
+        })
+    }
+}
+
+/// Audit → Identity → ForwardGuard, as one [`Layer`].
+#[derive(Clone)]
+pub struct GatewayLayer {
+    audit: AuditLayer,
+    identity: IdentityLayer,
+}
+
+impl<S> Layer<S> for GatewayLayer {
+    type Service = AuditService<IdentityService<ForwardGuard<S>>>;
+    fn layer(&self, inner: S) -> Self::Service {
+        self.audit
+            .layer(self.identity.layer(ForwardGuardLayer.layer(inner)))
+    }
+}

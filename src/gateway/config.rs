@@ -1,0 +1,396 @@
+//! [`GatewayConfig`]: the gateway's TOML configuration, and its assembly into
+//! a running stack ([`GatewayConfig::assemble`]).
+//!
+//! Every field has a default, so an empty file (or none) runs a development
+//! gateway: listen on `127.0.0.1:8080`, audit to `./skillgate-audit.db`,
+//! trust only the local development issuer. See `docs/configuration.md`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{BuildError, Gateway, GatewayService};
+use crate::audit::AuditStore;
+use crate::identity::dev::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer};
+use crate::identity::{Algorithm, IssuerSet, JwtVerifier, KeySource};
+use crate::upstream::{
+    ANTHROPIC_API_URL, CredentialSource, FileCredential, StaticCredential, Upstream,
+};
+
+/// The whole gateway configuration (TOML).
+///
+/// ```
+/// use skillgate::gateway::GatewayConfig;
+/// let cfg: GatewayConfig = toml::from_str(r#"
+///     listen = "0.0.0.0:8443"
+///     [upstream]
+///     url = "https://api.anthropic.com"
+///     api_key_env = "ANTHROPIC_API_KEY"
+///     [identity]
+///     issuer = "https://token.actions.githubusercontent.com"
+///     audience = "skillgate"
+///     groups_claim = "groups"
+///     [audit]
+///     sqlite = "/var/lib/skillgate/audit.db"
+/// "#).unwrap();
+/// assert_eq!(cfg.listen.port(), 8443);
+/// assert!(!cfg.identity.dev_issuer_enabled());
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address to listen on (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// Longest wait for in-flight exchanges at shutdown, in seconds (default 30).
+    pub shutdown_grace_secs: u64,
+    /// Where requests go.
+    pub upstream: UpstreamConfig,
+    /// Who may call.
+    pub identity: IdentityConfig,
+    /// Where exchanges are recorded.
+    pub audit: AuditConfig,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shutdown_grace_secs: 30,
+            upstream: UpstreamConfig::default(),
+            identity: IdentityConfig::default(),
+            audit: AuditConfig::default(),
+        }
+    }
+}
+
+/// `[upstream]`: the Anthropic API and the gateway's own credential.
+///
+/// ```
+/// let u = skillgate::gateway::UpstreamConfig::default();
+/// assert_eq!(u.url, "https://api.anthropic.com");
+/// assert_eq!(u.api_key_env, "ANTHROPIC_API_KEY");
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Base URL (default `https://api.anthropic.com`).
+    pub url: String,
+    /// Environment variable holding the API key (default `ANTHROPIC_API_KEY`).
+    pub api_key_env: String,
+    /// A file holding the API key instead (re-read when it changes). Wins over `api_key_env`.
+    pub api_key_file: Option<PathBuf>,
+    /// Longest wait for response headers, in seconds (default 600).
+    pub first_byte_timeout_secs: u64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            url: ANTHROPIC_API_URL.into(),
+            api_key_env: "ANTHROPIC_API_KEY".into(),
+            api_key_file: None,
+            first_byte_timeout_secs: 600,
+        }
+    }
+}
+
+/// `[identity]`: the trusted token issuer.
+///
+/// With `issuer` set, keys come from `jwks_file`, else `jwks_url`, else OIDC
+/// discovery. Without it, only the development issuer is trusted.
+///
+/// ```
+/// let i = skillgate::gateway::IdentityConfig::default();
+/// assert!(i.dev_issuer_enabled());
+/// assert_eq!(i.audience, "skillgate");
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The issuer identifier (`iss`), e.g. `https://accounts.google.com`.
+    pub issuer: Option<String>,
+    /// A JWKS file for the issuer.
+    pub jwks_file: Option<PathBuf>,
+    /// A JWKS URL for the issuer.
+    pub jwks_url: Option<String>,
+    /// The required audience (default `skillgate`).
+    pub audience: String,
+    /// Claim path holding groups (default `groups`).
+    pub groups_claim: String,
+    /// Allowed algorithms (default: all asymmetric ones), e.g. `["RS256", "ES256"]`.
+    pub algorithms: Option<Vec<String>>,
+    /// Clock-skew leeway in seconds (default 60).
+    pub leeway_secs: u64,
+    /// Required `typ` header, e.g. `at+jwt` (default: not checked).
+    pub require_typ: Option<String>,
+    /// Trust the local development issuer (default: only when no `issuer` is set).
+    pub dev_issuer: Option<bool>,
+    /// The development issuer's key file (default `./skillgate-dev-issuer.json`).
+    pub dev_key_file: PathBuf,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            issuer: None,
+            jwks_file: None,
+            jwks_url: None,
+            audience: DEV_AUDIENCE.into(),
+            groups_claim: "groups".into(),
+            algorithms: None,
+            leeway_secs: 60,
+            require_typ: None,
+            dev_issuer: None,
+            dev_key_file: PathBuf::from("./skillgate-dev-issuer.json"),
+        }
+    }
+}
+
+impl IdentityConfig {
+    /// Whether the development issuer is trusted.
+    pub fn dev_issuer_enabled(&self) -> bool {
+        self.dev_issuer.unwrap_or(self.issuer.is_none())
+    }
+}
+
+/// `[audit]`: the audit store and limits.
+///
+/// ```
+/// let a = skillgate::gateway::AuditConfig::default();
+/// assert_eq!(a.max_request_bytes, 32 * 1024 * 1024);
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// SQLite database file (default `./skillgate-audit.db`).
+    pub sqlite: PathBuf,
+    /// This instance's name in records (default `hostname:pid`).
+    pub instance: Option<String>,
+    /// Largest request body accepted, in bytes (default 32 MiB).
+    pub max_request_bytes: usize,
+    /// Largest response body kept per record, in bytes (default 8 MiB).
+    pub max_capture_bytes: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            sqlite: PathBuf::from("./skillgate-audit.db"),
+            instance: None,
+            max_request_bytes: crate::audit::DEFAULT_MAX_REQUEST_BYTES,
+            max_capture_bytes: crate::audit::DEFAULT_MAX_CAPTURE_BYTES,
+        }
+    }
+}
+
+/// Why a configuration could not be loaded or assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is invalid (the message names line and column).
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value is inconsistent or unusable.
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// A configured gateway, ready to serve.
+pub struct Assembled {
+    /// The whole stack around the upstream.
+    pub service: GatewayService,
+    /// The audit store, for queries.
+    pub audit: Arc<dyn AuditStore>,
+    /// The development issuer, when trusted.
+    pub dev_issuer: Option<Arc<DevIssuer>>,
+}
+
+impl std::fmt::Debug for Assembled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Assembled")
+            .field("dev_issuer", &self.dev_issuer.as_ref().map(|d| d.issuer().to_owned()))
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_algorithm(name: &str) -> Result<Algorithm, ConfigError> {
+    name.parse::<Algorithm>()
+        .ok()
+        .filter(|a| crate::identity::SUPPORTED_ALGORITHMS.contains(a))
+        .ok_or_else(|| ConfigError::Invalid(format!("identity.algorithms: {name:?} is not an accepted asymmetric algorithm")))
+}
+
+impl GatewayConfig {
+    /// Reads a TOML file.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`].
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: shown,
+            message: e.to_string(),
+        })
+    }
+
+    /// The development issuer of this configuration, loading or creating its key file.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] if the key file cannot be read or written.
+    pub fn dev_issuer(&self) -> Result<DevIssuer, ConfigError> {
+        DevIssuer::load_or_create(&self.identity.dev_key_file, DEV_ISSUER)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The token verifier this configuration describes.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for an inconsistent identity section.
+    pub fn verifier(&self) -> Result<(IssuerSet, Option<Arc<DevIssuer>>), ConfigError> {
+        let id = &self.identity;
+        let mut set = IssuerSet::new();
+        if let Some(issuer) = &id.issuer {
+            let source = match (&id.jwks_file, &id.jwks_url) {
+                (Some(f), _) => KeySource::JwksFile(f.clone()),
+                (None, Some(u)) => KeySource::JwksUrl(u.clone()),
+                (None, None) => KeySource::Discovery,
+            };
+            let mut b = JwtVerifier::builder(issuer.clone())
+                .audience(id.audience.clone())
+                .groups_claim(id.groups_claim.clone())
+                .leeway(Duration::from_secs(id.leeway_secs))
+                .keys(source);
+            if let Some(algs) = &id.algorithms {
+                b = b.algorithms(algs.iter().map(|a| parse_algorithm(a)).collect::<Result<Vec<_>, _>>()?);
+            }
+            if let Some(t) = &id.require_typ {
+                b = b.require_typ(t.clone());
+            }
+            let v = b.build().map_err(|e| ConfigError::Invalid(format!("identity: {e}")))?;
+            set = set.with(issuer.clone(), v);
+        } else if id.jwks_file.is_some() || id.jwks_url.is_some() {
+            return Err(ConfigError::Invalid(
+                "identity.jwks_file / jwks_url need identity.issuer (tokens are checked against it)".into(),
+            ));
+        }
+        let dev = if id.dev_issuer_enabled() {
+            let dev = Arc::new(self.dev_issuer()?);
+            set = set.with(dev.issuer().to_owned(), dev.verifier(&id.audience));
+            Some(dev)
+        } else {
+            None
+        };
+        if set.issuers().next().is_none() {
+            return Err(ConfigError::Invalid("no trusted issuer: set identity.issuer or enable the dev issuer".into()));
+        }
+        Ok((set, dev))
+    }
+
+    /// The upstream credential source: `api_key_file` if set, else `api_key_env`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] if the environment variable is unset.
+    pub fn credential(&self) -> Result<Arc<dyn CredentialSource>, ConfigError> {
+        match &self.upstream.api_key_file {
+            Some(f) => Ok(Arc::new(FileCredential::new(f.clone()))),
+            None => StaticCredential::from_env(&self.upstream.api_key_env)
+                .map(|c| Arc::new(c) as Arc<dyn CredentialSource>)
+                .map_err(|e| ConfigError::Invalid(e.to_string())),
+        }
+    }
+
+    /// Builds the whole stack: verifier, audit store, upstream.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the section at fault.
+    #[cfg(feature = "sqlite")]
+    pub async fn assemble(&self) -> Result<Assembled, ConfigError> {
+        let store = crate::audit::SqliteStore::open(&self.audit.sqlite)
+            .await
+            .map_err(|e| ConfigError::Invalid(format!("audit.sqlite {}: {e}", self.audit.sqlite.display())))?;
+        self.assemble_with_store(Arc::new(store)).await
+    }
+
+    /// Builds the whole stack with an audit store of the caller's choosing.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the section at fault.
+    pub async fn assemble_with_store(&self, store: Arc<dyn AuditStore>) -> Result<Assembled, ConfigError> {
+        let (verifier, dev_issuer) = self.verifier()?;
+        let upstream = Upstream::builder(self.upstream.url.clone())
+            .credential_arc(self.credential()?)
+            .first_byte_timeout(Duration::from_secs(self.upstream.first_byte_timeout_secs))
+            .build()
+            .map_err(|e| ConfigError::Invalid(format!("upstream: {e}")))?;
+        let mut b = Gateway::builder()
+            .verifier(verifier)
+            .audit_store_arc(store.clone())
+            .max_request_bytes(self.audit.max_request_bytes)
+            .max_capture_bytes(self.audit.max_capture_bytes);
+        if let Some(i) = &self.audit.instance {
+            b = b.instance(i.clone());
+        }
+        let gateway = b.build().map_err(|e: BuildError| ConfigError::Invalid(e.to_string()))?;
+        Ok(Assembled {
+            service: gateway.service(upstream),
+            audit: store,
+            dev_issuer,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = toml::from_str::<GatewayConfig>("[identity]\nissuer_url = \"x\"").unwrap_err();
+        assert!(e.to_string().contains("issuer_url"));
+    }
+
+    #[test]
+    fn jwks_without_issuer_is_refused() {
+        let mut c = GatewayConfig::default();
+        c.identity.jwks_file = Some("/x".into());
+        c.identity.dev_issuer = Some(false);
+        assert!(matches!(c.verifier(), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn hmac_algorithms_are_refused() {
+        let mut c = GatewayConfig::default();
+        c.identity.issuer = Some("https://idp".into());
+        c.identity.algorithms = Some(vec!["HS256".into()]);
+        assert!(matches!(c.verifier(), Err(ConfigError::Invalid(m)) if m.contains("HS256")));
+    }
+
+    #[test]
+    fn real_issuer_turns_dev_issuer_off() {
+        let mut c = GatewayConfig::default();
+        c.identity.issuer = Some("https://idp".into());
+        let (set, dev) = c.verifier().unwrap();
+        assert!(dev.is_none());
+        assert_eq!(set.issuers().collect::<Vec<_>>(), ["https://idp"]);
+    }
+}

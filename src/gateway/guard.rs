@@ -1,0 +1,112 @@
+//! [`ForwardGuardLayer`]: the innermost step before a request leaves the
+//! gateway. It refuses unknown endpoints and malformed Messages bodies, then
+//! commits the audit record; only a committed request is forwarded.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use http::{Method, Request, Response};
+use tower::{Layer, Service};
+
+use crate::audit::{AuditHandle, DecisionRecord};
+use crate::body::Body;
+use crate::error::Error;
+use crate::identity::ResponseFuture;
+use crate::wire::messages::{RequestBody, is_messages_path};
+
+/// The innermost gateway layer; see the [module docs](self).
+///
+/// Endpoints: every path under `/v1/` is forwarded (the Anthropic API's
+/// surface grows; the policy layer narrows it); anything else is
+/// `404 not_found_error`. A `POST` to `/v1/messages` or
+/// `/v1/messages/count_tokens` whose body is not a JSON object of the
+/// Messages shape is `400 invalid_request_error`, naming the position of the
+/// problem but never the content.
+///
+/// ```
+/// use skillgate::gateway::ForwardGuardLayer;
+/// let layer = ForwardGuardLayer::new();
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForwardGuardLayer;
+
+impl ForwardGuardLayer {
+    /// The layer.
+    pub fn new() -> Self {
+        ForwardGuardLayer
+    }
+}
+
+impl<S> Layer<S> for ForwardGuardLayer {
+    type Service = ForwardGuard<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        ForwardGuard { inner }
+    }
+}
+
+/// The service made by [`ForwardGuardLayer`].
+#[derive(Clone, Debug)]
+pub struct ForwardGuard<S> {
+    inner: S,
+}
+
+/// Checks the endpoint and body shape; `Err` is the refusal.
+pub(crate) fn check_request(req: &Request<Body>) -> Result<(), Error> {
+    let path = req.uri().path();
+    if !path.starts_with("/v1/") {
+        return Err(Error::NotFound);
+    }
+    if req.method() == Method::POST && is_messages_path(path) {
+        if let Some(body) = req.extensions().get::<RequestBody>() {
+            body.messages()
+                .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+impl<S> Service<Request<Body>> for ForwardGuard<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let audit = req.extensions().get::<AuditHandle>().cloned();
+            if let Err(e) = check_request(&req) {
+                if let Some(a) = &audit {
+                    a.set_decision(DecisionRecord::deny(e.to_string()));
+                }
+                return Ok(e.into_response());
+            }
+            if let Some(a) = &audit {
+                let body = req
+                    .extensions()
+                    .get::<RequestBody>()
+                    .cloned()
+                    .unwrap_or_else(|| RequestBody::new(bytes::Bytes::new()));
+                if let Err(e) = a.commit(&body).await {
+                    // Fail closed: nothing unrecorded goes upstream.
+                    tracing::error!(id = %a.id(), error = %e, "audit write failed; request refused");
+                    a.set_decision(DecisionRecord::deny("audit store unavailable"));
+                    return Ok(Error::AuditUnavailable.into_response());
+                }
+            }
+            inner.call(req).await
+        })
+    }
+}
