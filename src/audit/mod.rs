@@ -54,4 +54,6 @@ pub use layer::{
     DEFAULT_MAX_REQUEST_BYTES,
 };
 pub use record::{AuditRecord, DecisionRecord, RequestRecord, ResponseRecord, Verdict};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 pub use store::{AuditError, AuditStore};

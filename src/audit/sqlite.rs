@@ -1,1 +1,845 @@
-//! placeholder
+//! [`SqliteStore`]: the embedded, single-instance [`AuditStore`] (SQLite via sqlx).
+//!
+//! One row per exchange in the table `audit_exchange`. The request columns are
+//! written by [`record_request`](AuditStore::record_request) before the request
+//! is forwarded; the response columns stay `NULL` until
+//! [`record_response`](AuditStore::record_response) fills them in.
+//!
+//! The schema uses only portable types (`TEXT`, `INTEGER`, `BLOB`) so that a
+//! PostgreSQL store can mirror it column for column (`TEXT`, `BIGINT`, `BYTEA`).
+//!
+//! | column | type | meaning |
+//! |---|---|---|
+//! | `id` | `TEXT PRIMARY KEY` | exchange id, hyphenated UUID (v7) |
+//! | `received_at` | `TEXT NOT NULL` | when the request arrived, RFC 3339 UTC with 6 fractional digits |
+//! | `received_at_us` | `INTEGER NOT NULL` | the same instant in µs since the Unix epoch (indexed; ordering key) |
+//! | `instance` | `TEXT NOT NULL` | gateway instance that handled the exchange |
+//! | `principal_issuer` | `TEXT` | caller's `iss`; `NULL` when identity failed |
+//! | `principal_subject` | `TEXT` | caller's `sub`; `NULL` when identity failed |
+//! | `principal_groups` | `TEXT` | caller's groups as a JSON array; `NULL` when identity failed |
+//! | `principal_json` | `TEXT` | the whole [`Principal`] as JSON (claims included); `NULL` when identity failed |
+//! | `method` | `TEXT NOT NULL` | HTTP method |
+//! | `path` | `TEXT NOT NULL` | path and query string |
+//! | `model` | `TEXT` | Messages `model`, if the body named one |
+//! | `stream` | `INTEGER NOT NULL` | `1` if the body asked for `"stream": true`, else `0` |
+//! | `verdict` | `TEXT NOT NULL` | `'allow'` or `'deny'` |
+//! | `decision_reason` | `TEXT` | why, in words for the audit reader |
+//! | `decision_rules` | `TEXT NOT NULL` | ids of the matched rules, as a JSON array |
+//! | `request_body` | `BLOB NOT NULL` | request body as forwarded (or as received, when refused) |
+//! | `completed_at` | `TEXT` | when the response ended, RFC 3339 UTC with 6 fractional digits; `NULL` until the response is recorded |
+//! | `status` | `INTEGER` | HTTP status sent to the client |
+//! | `upstream_request_id` | `TEXT` | upstream `request-id` header |
+//! | `response_body` | `BLOB` | response body as delivered (for SSE, the event stream), up to the capture limit |
+//! | `response_body_truncated` | `INTEGER` | `1` if `response_body` was cut at the capture limit |
+//! | `response_text` | `TEXT` | for SSE: the text the client received |
+//! | `usage_json` | `TEXT` | the response `usage` object as JSON |
+//! | `complete` | `INTEGER` | `1` if the response was delivered whole, `0` if the client or stream went away |
+//! | `ttfb_us` | `INTEGER` | µs from request received to response headers |
+//! | `latency_us` | `INTEGER` | µs from request received to the end of the response body |
+//!
+//! Indexes: `(principal_issuer, principal_subject, received_at_us)`,
+//! `(received_at_us)`, `(verdict)`, `(model)`. The schema version is kept in
+//! `PRAGMA user_version` (currently `1`).
+//!
+//! Timestamps are stored with microsecond precision: sub-microsecond digits of
+//! a record's timestamps are dropped.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection, Row};
+use uuid::Uuid;
+
+use super::{
+    AuditError, AuditRecord, AuditStore, DecisionRecord, RequestRecord, ResponseRecord, Verdict,
+};
+use crate::identity::Principal;
+
+/// Current schema version, stored in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits for another writer's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long an operation waits for a free pooled connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pooled connections for a file database (SQLite serializes writers anyway).
+const FILE_POOL_SIZE: u32 = 4;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit_exchange (
+    id                      TEXT PRIMARY KEY NOT NULL,
+    received_at             TEXT NOT NULL,
+    received_at_us          INTEGER NOT NULL,
+    instance                TEXT NOT NULL,
+    principal_issuer        TEXT,
+    principal_subject       TEXT,
+    principal_groups        TEXT,
+    principal_json          TEXT,
+    method                  TEXT NOT NULL,
+    path                    TEXT NOT NULL,
+    model                   TEXT,
+    stream                  INTEGER NOT NULL,
+    verdict                 TEXT NOT NULL CHECK (verdict IN ('allow', 'deny')),
+    decision_reason         TEXT,
+    decision_rules          TEXT NOT NULL,
+    request_body            BLOB NOT NULL,
+    completed_at            TEXT,
+    status                  INTEGER,
+    upstream_request_id     TEXT,
+    response_body           BLOB,
+    response_body_truncated INTEGER,
+    response_text           TEXT,
+    usage_json              TEXT,
+    complete                INTEGER,
+    ttfb_us                 INTEGER,
+    latency_us              INTEGER
+);
+CREATE INDEX IF NOT EXISTS audit_exchange_principal_time
+    ON audit_exchange (principal_issuer, principal_subject, received_at_us);
+CREATE INDEX IF NOT EXISTS audit_exchange_time ON audit_exchange (received_at_us);
+CREATE INDEX IF NOT EXISTS audit_exchange_verdict ON audit_exchange (verdict);
+CREATE INDEX IF NOT EXISTS audit_exchange_model ON audit_exchange (model);
+";
+
+const INSERT_REQUEST: &str = "
+INSERT INTO audit_exchange (
+    id, received_at, received_at_us, instance,
+    principal_issuer, principal_subject, principal_groups, principal_json,
+    method, path, model, stream,
+    verdict, decision_reason, decision_rules, request_body
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+const UPDATE_RESPONSE: &str = "
+UPDATE audit_exchange SET
+    completed_at = ?, status = ?, upstream_request_id = ?,
+    response_body = ?, response_body_truncated = ?, response_text = ?,
+    usage_json = ?, complete = ?, ttfb_us = ?, latency_us = ?
+WHERE id = ?";
+
+const SELECT_COLUMNS: &str = "
+SELECT id, received_at, instance, principal_json, method, path, model, stream,
+       verdict, decision_reason, decision_rules, request_body,
+       completed_at, status, upstream_request_id, response_body,
+       response_body_truncated, response_text, usage_json, complete, ttfb_us, latency_us
+FROM audit_exchange";
+
+/// The embedded default [`AuditStore`]: one SQLite database file, shared by
+/// the requests of one gateway instance (several processes may open the same
+/// file; SQLite serializes their writes).
+///
+/// [`open`](Self::open) uses the WAL journal with `synchronous = FULL`, so a
+/// request record is on disk when [`record_request`](AuditStore::record_request)
+/// returns, and survives a process kill.
+///
+/// Records live in one table, `audit_exchange`, one row per exchange keyed by
+/// the exchange id; the response columns are `NULL` until the response is
+/// recorded. Timestamps are kept to the microsecond. Bodies are stored as
+/// `BLOB`s exactly as they passed; they never appear in errors or logs.
+///
+/// ```
+/// use skillgate::audit::{AuditStore, DecisionRecord, RequestRecord, ResponseRecord, SqliteStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let store = SqliteStore::in_memory().await?;
+///
+/// let mut req = RequestRecord::new("POST", "/v1/messages", DecisionRecord::allow());
+/// req.body = bytes::Bytes::from_static(br#"{"model":"claude-sonnet-4-5"}"#);
+/// store.record_request(&req).await?;
+///
+/// let mut res = ResponseRecord::new(req.id, 200);
+/// res.body = bytes::Bytes::from_static(br#"{"type":"message"}"#);
+/// store.record_response(&res).await?;
+///
+/// let rec = store.get(req.id).await?.expect("recorded");
+/// assert!(rec.is_complete());
+/// assert_eq!(rec.response.map(|r| r.status), Some(200));
+/// assert_eq!(store.recent(10).await?.len(), 1);
+/// # Ok::<(), skillgate::audit::AuditError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path` and applies
+    /// the schema (idempotent).
+    ///
+    /// Connections use the WAL journal, `synchronous = FULL` (a committed
+    /// request record survives a process kill), a 5 s busy timeout and
+    /// foreign keys on.
+    ///
+    /// # Errors
+    /// [`AuditError::Unavailable`] if the file cannot be opened or created,
+    /// or the schema cannot be applied; [`AuditError::Corrupt`] if the file
+    /// holds a newer schema version than this build understands.
+    pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore, AuditError> {
+        let base = SqliteConnectOptions::new()
+            .filename(path.as_ref())
+            .create_if_missing(true)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true)
+            .disable_statement_logging();
+
+        // Switching to WAL needs an exclusive lock that the busy timeout does
+        // not wait for, and WAL is persistent in the file: switch once, on a
+        // bootstrap connection, then let pooled connections inherit it.
+        let mut conn = connect_with_retry(&base.clone().journal_mode(SqliteJournalMode::Wal))
+            .await
+            .map_err(|e| unavailable("open database", &e))?;
+        let applied = apply_schema(&mut conn).await;
+        let closed = conn.close().await;
+        applied?;
+        closed.map_err(|e| unavailable("close bootstrap connection", &e))?;
+
+        let pool = SqlitePoolOptions::new()
+            .max_connections(FILE_POOL_SIZE)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(base)
+            .await
+            .map_err(|e| unavailable("open database", &e))?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// A private in-memory database (one connection, for tests and examples).
+    ///
+    /// Its records live as long as the store (and its clones).
+    ///
+    /// # Errors
+    /// [`AuditError::Unavailable`] if SQLite cannot open the database.
+    pub async fn in_memory() -> Result<SqliteStore, AuditError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(|e| unavailable("in-memory options", &e))?
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true)
+            .disable_statement_logging();
+        // One connection that is never recycled: closing it would drop the data.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| unavailable("open in-memory database", &e))?;
+        {
+            let mut conn = pool
+                .acquire()
+                .await
+                .map_err(|e| unavailable("open in-memory database", &e))?;
+            apply_schema(&mut conn).await?;
+        }
+        Ok(SqliteStore { pool })
+    }
+}
+
+/// Connects, retrying briefly while another process holds the lock needed
+/// to switch the journal mode.
+async fn connect_with_retry(
+    options: &SqliteConnectOptions,
+) -> Result<sqlx::SqliteConnection, sqlx::Error> {
+    let mut attempt = 0u32;
+    loop {
+        match options.connect().await {
+            Err(e) if is_busy(&e) && attempt < 50 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+            db.code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+        }
+        _ => false,
+    }
+}
+
+async fn apply_schema(conn: &mut sqlx::SqliteConnection) -> Result<(), AuditError> {
+    let mut tx = conn
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|e| unavailable("apply schema", &e))?;
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| unavailable("read schema version", &e))?;
+    if version > SCHEMA_VERSION {
+        return Err(AuditError::Corrupt(format!(
+            "database schema version {version} is newer than supported version {SCHEMA_VERSION}"
+        )));
+    }
+    sqlx::raw_sql(SCHEMA)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unavailable("apply schema", &e))?;
+    if version < SCHEMA_VERSION {
+        // PRAGMA takes no bound parameters; the value is a constant.
+        sqlx::raw_sql(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| unavailable("write schema version", &e))?;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| unavailable("apply schema", &e))
+}
+
+/// Maps a sqlx error to [`AuditError::Unavailable`]. SQLite's messages name
+/// tables, columns and constraints, never bound values, so no body content
+/// can leak into them.
+fn unavailable(op: &str, e: &sqlx::Error) -> AuditError {
+    let detail = match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} (code {code})", db.message()),
+            None => db.message().to_owned(),
+        },
+        sqlx::Error::Io(io) => format!("I/O error: {io}"),
+        sqlx::Error::PoolTimedOut => "timed out waiting for a connection".to_owned(),
+        sqlx::Error::PoolClosed => "connection pool closed".to_owned(),
+        sqlx::Error::WorkerCrashed => "database worker crashed".to_owned(),
+        sqlx::Error::Configuration(c) => format!("configuration: {c}"),
+        _ => "database error".to_owned(),
+    };
+    AuditError::Unavailable(format!("sqlite: {op}: {detail}"))
+}
+
+fn corrupt(column: &str, what: impl std::fmt::Display) -> AuditError {
+    AuditError::Corrupt(format!("audit_exchange.{column}: {what}"))
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(what: &str, v: &T) -> Result<String, AuditError> {
+    // Serializing our own types to JSON cannot fail in practice; say which field if it does.
+    serde_json::to_string(v)
+        .map_err(|_| AuditError::Unavailable(format!("sqlite: cannot encode {what} as JSON")))
+}
+
+/// `µs since epoch` and its RFC 3339 text, truncated to the microsecond.
+fn encode_time(ts: jiff::Timestamp) -> (i64, String) {
+    let us = ts.as_microsecond();
+    let text = jiff::Timestamp::from_microsecond(us)
+        .map(|t| {
+            jiff::fmt::temporal::DateTimePrinter::new()
+                .precision(Some(6))
+                .timestamp_to_string(&t)
+        })
+        .unwrap_or_else(|_| ts.to_string());
+    (us, text)
+}
+
+fn decode_time(column: &str, text: &str) -> Result<jiff::Timestamp, AuditError> {
+    text.parse::<jiff::Timestamp>()
+        .map_err(|_| corrupt(column, "not an RFC 3339 timestamp"))
+}
+
+fn saturating_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T, AuditError>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get::<T, _>(column)
+        .map_err(|_| corrupt(column, "unexpected type or NULL"))
+}
+
+fn decode_row(row: &SqliteRow) -> Result<AuditRecord, AuditError> {
+    let id_text: String = get(row, "id")?;
+    let id = Uuid::parse_str(&id_text).map_err(|_| corrupt("id", "not a UUID"))?;
+
+    let received_at = decode_time("received_at", &get::<String>(row, "received_at")?)?;
+    let principal = match get::<Option<String>>(row, "principal_json")? {
+        Some(json) => Some(
+            serde_json::from_str::<Principal>(&json)
+                .map_err(|_| corrupt("principal_json", "not a principal JSON object"))?,
+        ),
+        None => None,
+    };
+    let verdict_text: String = get(row, "verdict")?;
+    let verdict = Verdict::parse(&verdict_text)
+        .ok_or_else(|| corrupt("verdict", "neither 'allow' nor 'deny'"))?;
+    let rules: Vec<String> = serde_json::from_str(&get::<String>(row, "decision_rules")?)
+        .map_err(|_| corrupt("decision_rules", "not a JSON array of strings"))?;
+
+    let request = RequestRecord {
+        id,
+        received_at,
+        instance: get(row, "instance")?,
+        principal,
+        method: get(row, "method")?,
+        path: get(row, "path")?,
+        model: get(row, "model")?,
+        stream: get::<i64>(row, "stream")? != 0,
+        decision: DecisionRecord {
+            verdict,
+            reason: get(row, "decision_reason")?,
+            rules,
+        },
+        body: Bytes::from(get::<Vec<u8>>(row, "request_body")?),
+    };
+
+    let response = match get::<Option<String>>(row, "completed_at")? {
+        None => None,
+        Some(completed_at) => {
+            let status = u16::try_from(get::<i64>(row, "status")?)
+                .map_err(|_| corrupt("status", "out of range"))?;
+            let usage = match get::<Option<String>>(row, "usage_json")? {
+                Some(json) => Some(
+                    serde_json::from_str::<serde_json::Value>(&json)
+                        .map_err(|_| corrupt("usage_json", "not JSON"))?,
+                ),
+                None => None,
+            };
+            let micros = |column: &str| -> Result<u64, AuditError> {
+                u64::try_from(get::<i64>(row, column)?).map_err(|_| corrupt(column, "negative"))
+            };
+            Some(ResponseRecord {
+                id,
+                completed_at: decode_time("completed_at", &completed_at)?,
+                status,
+                upstream_request_id: get(row, "upstream_request_id")?,
+                body: Bytes::from(
+                    get::<Option<Vec<u8>>>(row, "response_body")?.unwrap_or_default(),
+                ),
+                body_truncated: get::<i64>(row, "response_body_truncated")? != 0,
+                text: get(row, "response_text")?,
+                usage,
+                complete: get::<i64>(row, "complete")? != 0,
+                ttfb_us: micros("ttfb_us")?,
+                latency_us: micros("latency_us")?,
+            })
+        }
+    };
+
+    Ok(AuditRecord { request, response })
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn record_request(&self, record: &RequestRecord) -> Result<(), AuditError> {
+        let (received_at_us, received_at) = encode_time(record.received_at);
+        let (issuer, subject, groups, principal_json) = match &record.principal {
+            Some(p) => (
+                Some(p.issuer.as_str()),
+                Some(p.subject.as_str()),
+                Some(to_json("principal groups", &p.groups)?),
+                Some(to_json("principal", p)?),
+            ),
+            None => (None, None, None, None),
+        };
+        let rules = to_json("decision rules", &record.decision.rules)?;
+        sqlx::query(INSERT_REQUEST)
+            .bind(record.id.hyphenated().to_string())
+            .bind(received_at)
+            .bind(received_at_us)
+            .bind(record.instance.as_str())
+            .bind(issuer)
+            .bind(subject)
+            .bind(groups)
+            .bind(principal_json)
+            .bind(record.method.as_str())
+            .bind(record.path.as_str())
+            .bind(record.model.as_deref())
+            .bind(i64::from(record.stream))
+            .bind(record.decision.verdict.as_str())
+            .bind(record.decision.reason.as_deref())
+            .bind(rules)
+            .bind(&record.body[..])
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unavailable("record request", &e))?;
+        Ok(())
+    }
+
+    async fn record_response(&self, record: &ResponseRecord) -> Result<(), AuditError> {
+        let (_, completed_at) = encode_time(record.completed_at);
+        let usage = match &record.usage {
+            Some(u) => Some(to_json("usage", u)?),
+            None => None,
+        };
+        let done = sqlx::query(UPDATE_RESPONSE)
+            .bind(completed_at)
+            .bind(i64::from(record.status))
+            .bind(record.upstream_request_id.as_deref())
+            .bind(&record.body[..])
+            .bind(i64::from(record.body_truncated))
+            .bind(record.text.as_deref())
+            .bind(usage)
+            .bind(i64::from(record.complete))
+            .bind(saturating_i64(record.ttfb_us))
+            .bind(saturating_i64(record.latency_us))
+            .bind(record.id.hyphenated().to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unavailable("record response", &e))?;
+        if done.rows_affected() == 0 {
+            return Err(AuditError::UnknownId);
+        }
+        Ok(())
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<AuditRecord>, AuditError> {
+        let row = sqlx::query(&format!("{SELECT_COLUMNS} WHERE id = ?"))
+            .bind(id.hyphenated().to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| unavailable("read record", &e))?;
+        row.as_ref().map(decode_row).transpose()
+    }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<AuditRecord>, AuditError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = sqlx::query(&format!(
+            "{SELECT_COLUMNS} ORDER BY received_at_us DESC, id DESC LIMIT ?"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| unavailable("read recent records", &e))?;
+        rows.iter().map(decode_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn ts(us: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_microsecond(us).unwrap()
+    }
+
+    fn request_at(us: i64) -> RequestRecord {
+        let mut r = RequestRecord::new("POST", "/v1/messages", DecisionRecord::allow());
+        r.received_at = ts(us);
+        r
+    }
+
+    fn full_request() -> RequestRecord {
+        let mut claims = serde_json::Map::new();
+        claims.insert("iss".into(), json!("https://idp.example.com"));
+        claims.insert("sub".into(), json!("skill-billing"));
+        claims.insert("nested".into(), json!({"a": [1, 2, {"b": null}], "ü": "ß"}));
+        let principal = Principal {
+            issuer: "https://idp.example.com".into(),
+            subject: "skill-billing".into(),
+            client_id: Some("client-42".into()),
+            groups: vec!["ci".into(), "billing".into()],
+            scopes: vec!["messages:write".into()],
+            token_id: Some("jti-1".into()),
+            expires_at: Some(1_900_000_000),
+            claims,
+        };
+        RequestRecord {
+            id: Uuid::now_v7(),
+            received_at: ts(1_750_000_000_123_456),
+            instance: "gw-1:42".into(),
+            principal: Some(principal),
+            method: "POST".into(),
+            path: "/v1/messages?beta=true".into(),
+            model: Some("claude-sonnet-4-5".into()),
+            stream: true,
+            decision: DecisionRecord {
+                verdict: Verdict::Deny,
+                reason: Some("policy: no billing on weekends".into()),
+                rules: vec!["r1".into(), "weekend-block".into()],
+            },
+            body: Bytes::from_static(&[0xff, 0xfe, 0x00, 0x80, b'{', 0xc3, 0x28]),
+        }
+    }
+
+    fn full_response(id: Uuid) -> ResponseRecord {
+        ResponseRecord {
+            id,
+            completed_at: ts(1_750_000_001_654_321),
+            status: 200,
+            upstream_request_id: Some("req_011CXYZ".into()),
+            body: Bytes::from_static(
+                b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi \xe2\x9c\x93\"}}\n\n",
+            ),
+            body_truncated: true,
+            text: Some("Hi ✓".into()),
+            usage: Some(json!({"input_tokens": 12, "output_tokens": 3})),
+            complete: true,
+            ttfb_us: 12_345,
+            latency_us: u64::MAX,
+        }
+    }
+
+    #[tokio::test]
+    async fn full_record_round_trips() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let req = full_request();
+        let res = full_response(req.id);
+        store.record_request(&req).await.unwrap();
+        store.record_response(&res).await.unwrap();
+
+        let rec = store.get(req.id).await.unwrap().unwrap();
+        assert_eq!(rec.request, req);
+        let mut expected = res.clone();
+        expected.latency_us = i64::MAX as u64; // saturated into INTEGER
+        assert_eq!(rec.response, Some(expected));
+        assert!(rec.is_complete());
+    }
+
+    #[tokio::test]
+    async fn timestamps_are_stored_to_the_microsecond() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let mut req = request_at(0);
+        req.received_at = jiff::Timestamp::new(1_750_000_000, 123_456_789).unwrap();
+        store.record_request(&req).await.unwrap();
+        let rec = store.get(req.id).await.unwrap().unwrap();
+        assert_eq!(rec.request.received_at, ts(1_750_000_000_123_456));
+        let (us, text): (i64, String) =
+            sqlx::query_as("SELECT received_at_us, received_at FROM audit_exchange")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(us, 1_750_000_000_123_456);
+        assert_eq!(text, "2025-06-15T15:06:40.123456Z");
+    }
+
+    #[tokio::test]
+    async fn minimal_record_without_principal_round_trips() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let req = request_at(1_000_000);
+        store.record_request(&req).await.unwrap();
+        let rec = store.get(req.id).await.unwrap().unwrap();
+        assert_eq!(rec.request, req);
+        assert_eq!(rec.request.principal, None);
+    }
+
+    #[tokio::test]
+    async fn response_for_unknown_id_is_rejected() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let err = store
+            .record_response(&ResponseRecord::new(Uuid::now_v7(), 200))
+            .await
+            .unwrap_err();
+        assert_eq!(err, AuditError::UnknownId);
+    }
+
+    #[tokio::test]
+    async fn get_unknown_id_is_none() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        assert_eq!(store.get(Uuid::now_v7()).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn duplicate_request_is_refused_without_content() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let mut req = request_at(1);
+        req.body = Bytes::from_static(b"secret-body-content");
+        store.record_request(&req).await.unwrap();
+        let err = store.record_request(&req).await.unwrap_err();
+        assert!(matches!(err, AuditError::Unavailable(_)), "{err:?}");
+        assert!(!err.to_string().contains("secret-body-content"));
+    }
+
+    #[tokio::test]
+    async fn unanswered_request_reads_back_incomplete() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let req = request_at(5);
+        store.record_request(&req).await.unwrap();
+        let rec = store.get(req.id).await.unwrap().unwrap();
+        assert_eq!(rec.response, None);
+        assert!(!rec.is_complete());
+    }
+
+    #[tokio::test]
+    async fn incomplete_response_is_not_complete() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let req = request_at(5);
+        store.record_request(&req).await.unwrap();
+        let mut res = ResponseRecord::new(req.id, 200);
+        res.completed_at = ts(6);
+        res.complete = false;
+        store.record_response(&res).await.unwrap();
+        let rec = store.get(req.id).await.unwrap().unwrap();
+        assert_eq!(rec.response, Some(res));
+        assert!(!rec.is_complete());
+    }
+
+    #[tokio::test]
+    async fn recent_is_newest_first_and_limited() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        // Inserted out of order; two share a timestamp (tie broken by id, descending).
+        let mut same_a = request_at(2_000);
+        let mut same_b = request_at(2_000);
+        same_a.id = Uuid::parse_str("00000000-0000-7000-8000-00000000000a").unwrap();
+        same_b.id = Uuid::parse_str("00000000-0000-7000-8000-00000000000b").unwrap();
+        let oldest = request_at(1_000);
+        let newest = request_at(3_000);
+        for r in [&same_a, &newest, &oldest, &same_b] {
+            store.record_request(r).await.unwrap();
+        }
+
+        let ids = |v: Vec<AuditRecord>| v.into_iter().map(|r| r.request.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.recent(10).await.unwrap()),
+            vec![newest.id, same_b.id, same_a.id, oldest.id]
+        );
+        assert_eq!(
+            ids(store.recent(2).await.unwrap()),
+            vec![newest.id, same_b.id]
+        );
+        assert!(store.recent(0).await.unwrap().is_empty());
+        assert_eq!(store.recent(usize::MAX).await.unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn reopening_a_file_keeps_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let req = full_request();
+        let res = full_response(req.id);
+        {
+            let store = SqliteStore::open(&path).await.unwrap();
+            store.record_request(&req).await.unwrap();
+            store.record_response(&res).await.unwrap();
+            store.pool.close().await;
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let rec = store.get(req.id).await.unwrap().unwrap();
+        assert_eq!(rec.request, req);
+        assert_eq!(
+            rec.response.map(|r| r.upstream_request_id),
+            Some(res.upstream_request_id)
+        );
+
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous = FULL");
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(fk, 1);
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn newer_schema_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        {
+            let store = SqliteStore::open(&path).await.unwrap();
+            sqlx::raw_sql("PRAGMA user_version = 99")
+                .execute(&store.pool)
+                .await
+                .unwrap();
+            store.pool.close().await;
+        }
+        let err = SqliteStore::open(&path).await.unwrap_err();
+        assert!(matches!(err, AuditError::Corrupt(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn open_in_missing_directory_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = SqliteStore::open(dir.path().join("no/such/dir/audit.db"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuditError::Unavailable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn two_handles_on_one_file_see_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let a = SqliteStore::open(&path).await.unwrap();
+        let b = SqliteStore::open(&path).await.unwrap();
+
+        let ra = request_at(1);
+        let rb = request_at(2);
+        a.record_request(&ra).await.unwrap();
+        b.record_request(&rb).await.unwrap();
+        // Each handle completes the other's exchange.
+        b.record_response(&ResponseRecord::new(ra.id, 201))
+            .await
+            .unwrap();
+        a.record_response(&ResponseRecord::new(rb.id, 202))
+            .await
+            .unwrap();
+
+        for store in [&a, &b] {
+            let recent = store.recent(10).await.unwrap();
+            let got: Vec<_> = recent
+                .iter()
+                .map(|r| (r.request.id, r.response.as_ref().map(|x| x.status)))
+                .collect();
+            assert_eq!(got, vec![(rb.id, Some(202)), (ra.id, Some(201))]);
+        }
+    }
+
+    async fn concurrent_requests_all_land(store: SqliteStore) {
+        let store = Arc::new(store);
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..200 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let mut r = request_at(i);
+                r.body = Bytes::from(format!("{{\"n\":{i}}}"));
+                store.record_request(&r).await.map(|()| r.id)
+            });
+        }
+        let mut ids = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            ids.push(joined.unwrap().unwrap());
+        }
+        assert_eq!(ids.len(), 200);
+        let recent = store.recent(1_000).await.unwrap();
+        assert_eq!(recent.len(), 200);
+        for id in ids {
+            assert!(store.get(id).await.unwrap().is_some());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_requests_all_land_in_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("audit.db"))
+            .await
+            .unwrap();
+        concurrent_requests_all_land(store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_requests_all_land_in_memory() {
+        concurrent_requests_all_land(SqliteStore::in_memory().await.unwrap()).await;
+    }
+}
