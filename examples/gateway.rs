@@ -19,7 +19,10 @@ use skillgate::gateway::{GatewayConfig, serve, shutdown_signal};
 use skillgate::identity::dev::MintOptions;
 
 #[derive(Parser, Debug)]
-#[command(name = "gateway", about = "skillgate: an identity-aware gateway in front of the Anthropic API")]
+#[command(
+    name = "gateway",
+    about = "skillgate: an identity-aware gateway in front of the Anthropic API"
+)]
 struct Cli {
     /// TOML configuration file (see docs/configuration.md).
     #[arg(long, global = true)]
@@ -147,8 +150,7 @@ async fn run(cli: Cli) -> Result<(), String> {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

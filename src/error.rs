@@ -262,9 +262,7 @@ impl Error {
     /// The fixed public message. Never includes caller input.
     pub fn public_message(&self) -> String {
         match self {
-            Error::Unauthenticated => {
-                "invalid or missing machine-identity token".into()
-            }
+            Error::Unauthenticated => "invalid or missing machine-identity token".into(),
             Error::PermissionDenied(reason) => reason.clone(),
             Error::BodyTooLarge { limit } => {
                 format!("request body exceeds the gateway limit of {limit} bytes")
@@ -307,7 +305,10 @@ pub fn error_response(
     let mut res = Response::new(Body::from(ApiErrorBody::new(kind, message).to_bytes()));
     *res.status_mut() = status;
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(
         "x-should-retry",
         HeaderValue::from_static(if should_retry { "true" } else { "false" }),

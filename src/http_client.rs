@@ -63,7 +63,10 @@ pub(crate) async fn get_json(
     let uri: Uri = url.parse().map_err(|_| FetchError::Url)?;
     let req = Request::get(uri)
         .header(header::ACCEPT, "application/json")
-        .header(header::USER_AGENT, concat!("skillgate/", env!("CARGO_PKG_VERSION")))
+        .header(
+            header::USER_AGENT,
+            concat!("skillgate/", env!("CARGO_PKG_VERSION")),
+        )
         .body(Body::empty())
         .map_err(|_| FetchError::Url)?;
     let fut = async {

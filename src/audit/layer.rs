@@ -89,7 +89,11 @@ fn default_instance() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
         .unwrap_or_else(|| "skillgate".into());
     format!("{host}:{}", std::process::id())
 }
@@ -224,7 +228,8 @@ impl AuditHandle {
             let fallback = DecisionRecord::deny(format!("refused with status {}", response.status));
             let mut rec = self.request_record(fallback);
             if rec.decision.verdict == Verdict::Allow {
-                rec.decision = DecisionRecord::deny(format!("refused with status {}", response.status));
+                rec.decision =
+                    DecisionRecord::deny(format!("refused with status {}", response.status));
             }
             if let Err(e) = self.0.store.record_request(&rec).await {
                 tracing::error!(id = %self.0.id, error = %e, "audit: could not record refused request");
@@ -295,7 +300,9 @@ where
             handle.draft().body = bytes.clone();
             parts.extensions.insert(handle.clone());
             parts.extensions.insert(request_body);
-            let res = inner.call(Request::from_parts(parts, Body::from(bytes))).await?;
+            let res = inner
+                .call(Request::from_parts(parts, Body::from(bytes)))
+                .await?;
             Ok(wrap_response(handle, res, layer.max_capture_bytes))
         })
     }

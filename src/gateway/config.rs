@@ -224,7 +224,10 @@ pub struct Assembled {
 impl std::fmt::Debug for Assembled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Assembled")
-            .field("dev_issuer", &self.dev_issuer.as_ref().map(|d| d.issuer().to_owned()))
+            .field(
+                "dev_issuer",
+                &self.dev_issuer.as_ref().map(|d| d.issuer().to_owned()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -233,7 +236,11 @@ fn parse_algorithm(name: &str) -> Result<Algorithm, ConfigError> {
     name.parse::<Algorithm>()
         .ok()
         .filter(|a| crate::identity::SUPPORTED_ALGORITHMS.contains(a))
-        .ok_or_else(|| ConfigError::Invalid(format!("identity.algorithms: {name:?} is not an accepted asymmetric algorithm")))
+        .ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "identity.algorithms: {name:?} is not an accepted asymmetric algorithm"
+            ))
+        })
 }
 
 impl GatewayConfig {
@@ -281,12 +288,18 @@ impl GatewayConfig {
                 .leeway(Duration::from_secs(id.leeway_secs))
                 .keys(source);
             if let Some(algs) = &id.algorithms {
-                b = b.algorithms(algs.iter().map(|a| parse_algorithm(a)).collect::<Result<Vec<_>, _>>()?);
+                b = b.algorithms(
+                    algs.iter()
+                        .map(|a| parse_algorithm(a))
+                        .collect::<Result<Vec<_>, _>>()?,
+                );
             }
             if let Some(t) = &id.require_typ {
                 b = b.require_typ(t.clone());
             }
-            let v = b.build().map_err(|e| ConfigError::Invalid(format!("identity: {e}")))?;
+            let v = b
+                .build()
+                .map_err(|e| ConfigError::Invalid(format!("identity: {e}")))?;
             set = set.with(issuer.clone(), v);
         } else if id.jwks_file.is_some() || id.jwks_url.is_some() {
             return Err(ConfigError::Invalid(
@@ -301,7 +314,9 @@ impl GatewayConfig {
             None
         };
         if set.issuers().next().is_none() {
-            return Err(ConfigError::Invalid("no trusted issuer: set identity.issuer or enable the dev issuer".into()));
+            return Err(ConfigError::Invalid(
+                "no trusted issuer: set identity.issuer or enable the dev issuer".into(),
+            ));
         }
         Ok((set, dev))
     }
@@ -327,7 +342,9 @@ impl GatewayConfig {
     pub async fn assemble(&self) -> Result<Assembled, ConfigError> {
         let store = crate::audit::SqliteStore::open(&self.audit.sqlite)
             .await
-            .map_err(|e| ConfigError::Invalid(format!("audit.sqlite {}: {e}", self.audit.sqlite.display())))?;
+            .map_err(|e| {
+                ConfigError::Invalid(format!("audit.sqlite {}: {e}", self.audit.sqlite.display()))
+            })?;
         self.assemble_with_store(Arc::new(store)).await
     }
 
@@ -335,7 +352,10 @@ impl GatewayConfig {
     ///
     /// # Errors
     /// [`ConfigError`] naming the section at fault.
-    pub async fn assemble_with_store(&self, store: Arc<dyn AuditStore>) -> Result<Assembled, ConfigError> {
+    pub async fn assemble_with_store(
+        &self,
+        store: Arc<dyn AuditStore>,
+    ) -> Result<Assembled, ConfigError> {
         let (verifier, dev_issuer) = self.verifier()?;
         let upstream = Upstream::builder(self.upstream.url.clone())
             .credential_arc(self.credential()?)
@@ -350,7 +370,9 @@ impl GatewayConfig {
         if let Some(i) = &self.audit.instance {
             b = b.instance(i.clone());
         }
-        let gateway = b.build().map_err(|e: BuildError| ConfigError::Invalid(e.to_string()))?;
+        let gateway = b
+            .build()
+            .map_err(|e: BuildError| ConfigError::Invalid(e.to_string()))?;
         Ok(Assembled {
             service: gateway.service(upstream),
             audit: store,

@@ -41,7 +41,9 @@ use http::{Request, Response};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service};
 
-pub use config::{AuditConfig, Assembled, ConfigError, GatewayConfig, IdentityConfig, UpstreamConfig};
+pub use config::{
+    Assembled, AuditConfig, ConfigError, GatewayConfig, IdentityConfig, UpstreamConfig,
+};
 pub use guard::{ForwardGuard, ForwardGuardLayer};
 pub use serve::{HealthLayer, HealthService, serve, shutdown_signal};
 

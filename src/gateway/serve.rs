@@ -61,8 +61,10 @@ where
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         if req.uri().path() == "/healthz" && req.method() == Method::GET {
             let mut res = Response::new(Body::from("{\"status\":\"ok\"}"));
-            res.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             return Box::pin(async move { Ok(res) });
         }
         Box::pin(self.inner.call(req))
@@ -126,14 +128,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let stack: GatewayService = GatewayService::new(ServiceBuilder::new()
-        .layer(SetSensitiveRequestHeadersLayer::new(CREDENTIAL_HEADERS))
-        .map_response(boxed_response)
-        .layer(TraceLayer::new_for_http())
-        .map_response(boxed_response)
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(HealthLayer)
-        .service(service));
+    let stack: GatewayService = GatewayService::new(
+        ServiceBuilder::new()
+            .layer(SetSensitiveRequestHeadersLayer::new(CREDENTIAL_HEADERS))
+            .map_response(boxed_response)
+            .layer(TraceLayer::new_for_http())
+            .map_response(boxed_response)
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(HealthLayer)
+            .service(service),
+    );
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
@@ -169,9 +173,11 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down; waiting for in-flight requests");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(?grace, "grace period over; cutting remaining connections");
     }
     Ok(())
 }
-

@@ -325,7 +325,11 @@ mod tests {
                 .clone()
         };
         // Within the 60 s leeway: accepted.
-        assert!(v.verify(&dev.sign(&claims(now - 30, now)).unwrap()).await.is_ok());
+        assert!(
+            v.verify(&dev.sign(&claims(now - 30, now)).unwrap())
+                .await
+                .is_ok()
+        );
         let expired = dev.sign(&claims(now - 3600, now - 7200)).unwrap();
         assert_eq!(v.verify(&expired).await.unwrap_err(), AuthError::Expired);
         let early = dev.sign(&claims(now + 7200, now + 3600)).unwrap();

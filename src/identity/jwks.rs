@@ -192,8 +192,7 @@ impl KeyStore {
             && self.file_changed().await;
         let expired = !matches!(self.source, KeySource::Static(_))
             && loaded.is_some_and(|t| t.elapsed() >= self.options.max_age);
-        let missing =
-            want_kid.is_some_and(|k| !keys.iter().any(|v| v.kid.as_deref() == Some(k)));
+        let missing = want_kid.is_some_and(|k| !keys.iter().any(|v| v.kid.as_deref() == Some(k)));
         let current = |keys: Arc<Vec<VerifyingKey>>, loaded: Option<Instant>| {
             if loaded.is_some() {
                 Ok(keys)
@@ -241,7 +240,10 @@ impl KeyStore {
         let KeySource::JwksFile(path) = &self.source else {
             return false;
         };
-        let now = tokio::fs::metadata(path).await.and_then(|m| m.modified()).ok();
+        let now = tokio::fs::metadata(path)
+            .await
+            .and_then(|m| m.modified())
+            .ok();
         let seen = self.state.read().map(|s| s.file_mtime).unwrap_or(None);
         now != seen
     }
@@ -303,5 +305,193 @@ impl KeyStore {
             return Err("JWKS has no usable signing keys".into());
         }
         Ok((keys, mtime))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::identity::dev::{DevIssuer, MintOptions};
+    use crate::identity::{JwtVerifier, TokenVerifier};
+
+    const ISS: &str = "https://idp.test";
+
+    /// A JWKS endpoint on loopback that counts its hits and can switch keys or fail.
+    struct Idp {
+        url: String,
+        hits: Arc<AtomicUsize>,
+        jwks: Arc<RwLock<Option<String>>>,
+    }
+
+    async fn idp(initial: String) -> Idp {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let jwks = Arc::new(RwLock::new(Some(initial)));
+        let (h, j) = (hits.clone(), jwks.clone());
+        let app = axum::Router::new().route(
+            "/keys",
+            axum::routing::get(move || {
+                let (h, j) = (h.clone(), j.clone());
+                async move {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    // Slow enough that concurrent callers really overlap.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    match j.read().unwrap().clone() {
+                        Some(body) => (http::StatusCode::OK, body),
+                        None => (http::StatusCode::SERVICE_UNAVAILABLE, String::new()),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/keys", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Idp { url, hits, jwks }
+    }
+
+    fn verifier(url: &str, interval: Duration, max_age: Duration) -> JwtVerifier {
+        JwtVerifier::builder(ISS)
+            .audience("skillgate")
+            .keys(KeySource::JwksUrl(url.into()))
+            .refresh_interval(interval)
+            .max_key_age(max_age)
+            .build()
+            .unwrap()
+    }
+
+    fn token(dev: &DevIssuer) -> String {
+        dev.mint(&MintOptions::new("s")).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_cold_start_fetches_once() {
+        let a = DevIssuer::try_ephemeral(ISS).unwrap();
+        let idp = idp(a.jwks_json()).await;
+        let v = verifier(&idp.url, Duration::from_secs(30), Duration::from_secs(3600));
+        let t = token(&a);
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let (v, t) = (v.clone(), t.clone());
+                tokio::spawn(async move { v.verify(&t).await })
+            })
+            .collect();
+        for task in tasks {
+            assert!(task.await.unwrap().is_ok());
+        }
+        assert_eq!(idp.hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rotation_is_picked_up_and_unknown_kids_are_throttled() {
+        let a = DevIssuer::try_ephemeral(ISS).unwrap();
+        let b = DevIssuer::try_ephemeral(ISS).unwrap();
+        let c = DevIssuer::try_ephemeral(ISS).unwrap();
+        let idp = idp(a.jwks_json()).await;
+        let v = verifier(
+            &idp.url,
+            Duration::from_millis(300),
+            Duration::from_secs(3600),
+        );
+        assert!(v.verify(&token(&a)).await.is_ok());
+        assert_eq!(idp.hits.load(Ordering::SeqCst), 1);
+        // The IdP rotates to key B; a token with B's kid triggers one refresh.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        *idp.jwks.write().unwrap() = Some(b.jwks_json());
+        assert!(v.verify(&token(&b)).await.is_ok());
+        assert_eq!(idp.hits.load(Ordering::SeqCst), 2);
+        // An unknown kid right after: no new fetch inside the interval.
+        for _ in 0..20 {
+            assert_eq!(
+                v.verify(&token(&c)).await.unwrap_err(),
+                AuthError::UnknownKey
+            );
+        }
+        assert_eq!(idp.hits.load(Ordering::SeqCst), 2);
+        // A's key is gone from the set.
+        assert_eq!(
+            v.verify(&token(&a)).await.unwrap_err(),
+            AuthError::UnknownKey
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cached_keys_survive_an_idp_outage() {
+        let a = DevIssuer::try_ephemeral(ISS).unwrap();
+        let idp = idp(a.jwks_json()).await;
+        let v = verifier(
+            &idp.url,
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+        );
+        assert!(v.verify(&token(&a)).await.is_ok());
+        *idp.jwks.write().unwrap() = None; // IdP answers 503 from now on
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(
+            v.verify(&token(&a)).await.is_ok(),
+            "stale keys keep working while the IdP is down"
+        );
+        assert!(
+            idp.hits.load(Ordering::SeqCst) >= 2,
+            "a refresh was attempted"
+        );
+    }
+
+    #[tokio::test]
+    async fn idp_down_at_start_fails_closed() {
+        let a = DevIssuer::try_ephemeral(ISS).unwrap();
+        let v = verifier(
+            "http://127.0.0.1:9/keys",
+            Duration::from_secs(30),
+            Duration::from_secs(3600),
+        );
+        assert_eq!(
+            v.verify(&token(&a)).await.unwrap_err(),
+            AuthError::KeysUnavailable
+        );
+        assert_eq!(v.preload().await.unwrap_err(), AuthError::KeysUnavailable);
+    }
+
+    #[tokio::test]
+    async fn jwks_file_is_reread_when_it_changes() {
+        let a = DevIssuer::try_ephemeral(ISS).unwrap();
+        let b = DevIssuer::try_ephemeral(ISS).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        std::fs::write(&path, a.jwks_json()).unwrap();
+        let v = JwtVerifier::builder(ISS)
+            .audience("skillgate")
+            .jwks_file(&path)
+            .build()
+            .unwrap();
+        assert!(v.verify(&token(&a)).await.is_ok());
+        std::fs::write(&path, b.jwks_json()).unwrap();
+        let later = std::time::SystemTime::now() + Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert!(v.verify(&token(&b)).await.is_ok());
+        assert_eq!(
+            v.verify(&token(&a)).await.unwrap_err(),
+            AuthError::UnknownKey
+        );
+    }
+
+    #[test]
+    fn odd_keys_are_skipped_not_fatal() {
+        let a = DevIssuer::ephemeral();
+        let mut doc: Value = serde_json::from_str(&a.jwks_json()).unwrap();
+        let keys = doc["keys"].as_array_mut().unwrap();
+        keys.push(serde_json::json!({"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"}));
+        keys.push(serde_json::json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}));
+        keys.push(serde_json::json!({"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB"}));
+        keys.push(serde_json::json!({"kty": "weird"}));
+        let parsed = parse_jwks(&doc).unwrap();
+        assert_eq!(parsed.len(), 1);
+        assert_eq!(parsed[0].kind, KeyKind::Ed25519);
+        assert!(parse_jwks(&serde_json::json!({"nokeys": []})).is_err());
     }
 }

@@ -146,6 +146,16 @@ impl JwtVerifier {
     }
 }
 
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("issuer", &self.inner.issuer)
+            .field("audiences", &self.inner.audiences)
+            .field("algorithms", &self.inner.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
 impl JwtVerifierBuilder {
     /// Adds an accepted audience (`aud`, RFC 7519 §4.1.3). At least one is required.
     pub fn audience(mut self, aud: impl Into<String>) -> Self {
@@ -259,14 +269,18 @@ impl JwtVerifierBuilder {
 fn typ_matches(got: Option<&str>, want: &str) -> bool {
     let norm = |s: &str| {
         let s = s.to_ascii_lowercase();
-        s.strip_prefix("application/").map(str::to_owned).unwrap_or(s)
+        s.strip_prefix("application/")
+            .map(str::to_owned)
+            .unwrap_or(s)
     };
     got.is_some_and(|g| norm(g) == norm(want))
 }
 
 /// Decodes one base64url (no padding) JWT segment, strictly.
 fn b64_segment(seg: &str) -> Result<Vec<u8>, AuthError> {
-    URL_SAFE_NO_PAD.decode(seg).map_err(|_| AuthError::Malformed)
+    URL_SAFE_NO_PAD
+        .decode(seg)
+        .map_err(|_| AuthError::Malformed)
 }
 
 /// Reads `iss` from an unverified token, for routing to the right verifier only.
@@ -281,7 +295,8 @@ pub(crate) fn unverified_issuer(token: &str) -> Result<String, AuthError> {
         (Some(h), Some(p), Some(_), None) => (h, p),
         _ => return Err(AuthError::Malformed),
     };
-    let payload: Value = serde_json::from_slice(&b64_segment(p)?).map_err(|_| AuthError::Malformed)?;
+    let payload: Value =
+        serde_json::from_slice(&b64_segment(p)?).map_err(|_| AuthError::Malformed)?;
     match payload.get("iss") {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(_) => Err(AuthError::Malformed),
@@ -425,7 +440,10 @@ mod tests {
         let b = || JwtVerifier::builder("https://i").keys(KeySource::Discovery);
         assert_eq!(b().build().err(), Some(ConfigError::NoAudience));
         assert!(matches!(
-            b().audience("a").algorithms([Algorithm::HS256]).build().err(),
+            b().audience("a")
+                .algorithms([Algorithm::HS256])
+                .build()
+                .err(),
             Some(ConfigError::BadAlgorithms(_))
         ));
         assert!(matches!(
@@ -433,7 +451,10 @@ mod tests {
             Some(ConfigError::BadAlgorithms(_))
         ));
         assert_eq!(
-            JwtVerifier::builder("https://i").audience("a").build().err(),
+            JwtVerifier::builder("https://i")
+                .audience("a")
+                .build()
+                .err(),
             Some(ConfigError::NoKeySource)
         );
     }
@@ -443,7 +464,10 @@ mod tests {
         let p = URL_SAFE_NO_PAD.encode(br#"{"iss":"https://a"}"#);
         assert_eq!(unverified_issuer(&format!("x.{p}.y")).unwrap(), "https://a");
         let p = URL_SAFE_NO_PAD.encode(br#"{"iss":["https://a"]}"#);
-        assert_eq!(unverified_issuer(&format!("x.{p}.y")), Err(AuthError::Malformed));
+        assert_eq!(
+            unverified_issuer(&format!("x.{p}.y")),
+            Err(AuthError::Malformed)
+        );
         assert_eq!(unverified_issuer("x.y"), Err(AuthError::Malformed));
     }
 }

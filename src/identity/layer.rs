@@ -173,22 +173,41 @@ mod tests {
 
     #[test]
     fn token_extraction() {
-        assert_eq!(extract_token(&headers(&[("authorization", "Bearer abc")])).unwrap(), "abc");
-        assert_eq!(extract_token(&headers(&[("authorization", "bearer  abc ")])).unwrap(), "abc");
-        assert_eq!(extract_token(&headers(&[("x-api-key", "abc")])).unwrap(), "abc");
         assert_eq!(
-            extract_token(&headers(&[("authorization", "Bearer abc"), ("x-api-key", "abc")])).unwrap(),
+            extract_token(&headers(&[("authorization", "Bearer abc")])).unwrap(),
             "abc"
         );
         assert_eq!(
-            extract_token(&headers(&[("authorization", "Bearer a"), ("x-api-key", "b")])),
+            extract_token(&headers(&[("authorization", "bearer  abc ")])).unwrap(),
+            "abc"
+        );
+        assert_eq!(
+            extract_token(&headers(&[("x-api-key", "abc")])).unwrap(),
+            "abc"
+        );
+        assert_eq!(
+            extract_token(&headers(&[
+                ("authorization", "Bearer abc"),
+                ("x-api-key", "abc")
+            ]))
+            .unwrap(),
+            "abc"
+        );
+        assert_eq!(
+            extract_token(&headers(&[
+                ("authorization", "Bearer a"),
+                ("x-api-key", "b")
+            ])),
             Err(AuthError::AmbiguousToken)
         );
         assert_eq!(
             extract_token(&headers(&[("authorization", "Basic abc")])),
             Err(AuthError::Malformed)
         );
-        assert_eq!(extract_token(&headers(&[("authorization", "Bearer ")])), Err(AuthError::MissingToken));
+        assert_eq!(
+            extract_token(&headers(&[("authorization", "Bearer ")])),
+            Err(AuthError::MissingToken)
+        );
         assert_eq!(extract_token(&headers(&[])), Err(AuthError::MissingToken));
     }
 }

@@ -50,7 +50,9 @@ mod principal;
 mod verifier;
 
 pub use jwks::KeySource;
-pub use jwt::{ConfigError, JwtVerifier, JwtVerifierBuilder, MAX_TOKEN_BYTES, SUPPORTED_ALGORITHMS};
+pub use jwt::{
+    ConfigError, JwtVerifier, JwtVerifierBuilder, MAX_TOKEN_BYTES, SUPPORTED_ALGORITHMS,
+};
 pub use layer::{CREDENTIAL_HEADERS, IdentityLayer, IdentityService, ResponseFuture};
 pub use principal::Principal;
 pub use verifier::{AuthError, IssuerSet, TokenVerifier};

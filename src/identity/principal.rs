@@ -105,9 +105,7 @@ pub(crate) fn string_list(v: Option<&Value>, split_spaces: bool) -> Vec<String> 
             .iter()
             .filter_map(|i| i.as_str().map(str::to_owned))
             .collect(),
-        Some(Value::String(s)) if split_spaces => {
-            s.split_whitespace().map(str::to_owned).collect()
-        }
+        Some(Value::String(s)) if split_spaces => s.split_whitespace().map(str::to_owned).collect(),
         Some(Value::String(s)) => vec![s.clone()],
         _ => Vec::new(),
     }
@@ -120,7 +118,10 @@ mod tests {
 
     #[test]
     fn claim_paths() {
-        let c = json!({"a": {"b": ["x"]}, "urn:x.y": 1}).as_object().unwrap().clone();
+        let c = json!({"a": {"b": ["x"]}, "urn:x.y": 1})
+            .as_object()
+            .unwrap()
+            .clone();
         assert_eq!(claim_path(&c, "a.b"), Some(&json!(["x"])));
         assert_eq!(claim_path(&c, "urn:x.y"), Some(&json!(1)));
         assert_eq!(claim_path(&c, "a.c"), None);
@@ -131,7 +132,10 @@ mod tests {
     fn string_lists() {
         assert_eq!(string_list(Some(&json!("a b")), true), vec!["a", "b"]);
         assert_eq!(string_list(Some(&json!("a b")), false), vec!["a b"]);
-        assert_eq!(string_list(Some(&json!(["a", 1, "b"])), false), vec!["a", "b"]);
+        assert_eq!(
+            string_list(Some(&json!(["a", 1, "b"])), false),
+            vec!["a", "b"]
+        );
         assert!(string_list(Some(&json!({"a": 1})), true).is_empty());
         assert!(string_list(None, true).is_empty());
     }

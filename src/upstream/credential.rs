@@ -193,12 +193,24 @@ mod tests {
         // Make sure the mtime moves even on coarse-grained filesystems.
         let later = SystemTime::now() + std::time::Duration::from_secs(5);
         std::fs::write(&p, "sk-two").unwrap();
-        std::fs::File::options().write(true).open(&p).unwrap().set_modified(later).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
         assert_eq!(src.credential().await.unwrap().header().1, "sk-two");
         std::fs::write(&p, "  ").unwrap();
-        std::fs::File::options().write(true).open(&p).unwrap()
-            .set_modified(later + std::time::Duration::from_secs(5)).unwrap();
-        assert!(matches!(src.credential().await, Err(CredentialError::Missing(_))));
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(later + std::time::Duration::from_secs(5))
+            .unwrap();
+        assert!(matches!(
+            src.credential().await,
+            Err(CredentialError::Missing(_))
+        ));
         std::fs::remove_file(&p).unwrap();
         let e = src.credential().await.unwrap_err();
         assert!(matches!(e, CredentialError::Unreadable(_)));

@@ -40,7 +40,9 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use tower::Service;
 
-pub use credential::{Credential, CredentialError, CredentialSource, FileCredential, StaticCredential};
+pub use credential::{
+    Credential, CredentialError, CredentialSource, FileCredential, StaticCredential,
+};
 
 use crate::body::Body;
 use crate::error::Error;
@@ -150,7 +152,10 @@ impl UpstreamBuilder {
         if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
             return Err(UpstreamConfigError::BadUrl);
         }
-        let authority = uri.authority().cloned().ok_or(UpstreamConfigError::BadUrl)?;
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or(UpstreamConfigError::BadUrl)?;
         let credential = self.credential.ok_or(UpstreamConfigError::NoCredential)?;
         let client = https_client().map_err(|e| UpstreamConfigError::Tls(e.to_string()))?;
         Ok(Upstream {
@@ -202,7 +207,11 @@ pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
 impl Inner {
     async fn forward(self: Arc<Self>, req: Request<Body>) -> Response<Body> {
         let (parts, body) = req.into_parts();
-        let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
         let uri = match Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
@@ -223,8 +232,10 @@ impl Inner {
         *out.method_mut() = parts.method;
         *out.uri_mut() = uri;
         *out.headers_mut() = filter_request_headers(&parts.headers);
-        out.headers_mut()
-            .insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        out.headers_mut().insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         let (name, value) = credential.header();
         match HeaderValue::from_str(&value) {
             Ok(mut v) => {
@@ -290,13 +301,19 @@ mod tests {
         let out = filter_request_headers(&h);
         let mut names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
         names.sort();
-        assert_eq!(names, ["anthropic-beta", "anthropic-version", "x-stainless-lang"]);
+        assert_eq!(
+            names,
+            ["anthropic-beta", "anthropic-version", "x-stainless-lang"]
+        );
     }
 
     #[test]
     fn hop_by_hop_stripped_including_connection_named() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret-hop"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         h.insert("request-id", HeaderValue::from_static("req_1"));
@@ -308,9 +325,23 @@ mod tests {
     #[test]
     fn builder_validates() {
         let c = || StaticCredential::new(Credential::api_key("k"));
-        assert!(matches!(Upstream::builder("not a url").credential(c()).build(), Err(UpstreamConfigError::BadUrl)));
-        assert!(matches!(Upstream::builder("ftp://x").credential(c()).build(), Err(UpstreamConfigError::BadUrl)));
-        assert!(matches!(Upstream::builder("https://x").build(), Err(UpstreamConfigError::NoCredential)));
-        assert!(Upstream::builder("http://127.0.0.1:1/base/").credential(c()).build().is_ok());
+        assert!(matches!(
+            Upstream::builder("not a url").credential(c()).build(),
+            Err(UpstreamConfigError::BadUrl)
+        ));
+        assert!(matches!(
+            Upstream::builder("ftp://x").credential(c()).build(),
+            Err(UpstreamConfigError::BadUrl)
+        ));
+        assert!(matches!(
+            Upstream::builder("https://x").build(),
+            Err(UpstreamConfigError::NoCredential)
+        ));
+        assert!(
+            Upstream::builder("http://127.0.0.1:1/base/")
+                .credential(c())
+                .build()
+                .is_ok()
+        );
     }
 }

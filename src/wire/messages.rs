@@ -126,7 +126,9 @@ fn collect_texts(v: &Value, out: &mut Vec<String>) {
                         let src = b.get("source");
                         match src.and_then(|s| s.get("type")).and_then(Value::as_str) {
                             Some("text") => {
-                                if let Some(d) = src.and_then(|s| s.get("data")).and_then(Value::as_str) {
+                                if let Some(d) =
+                                    src.and_then(|s| s.get("data")).and_then(Value::as_str)
+                                {
                                     out.push(d.to_owned());
                                 }
                             }
@@ -165,7 +167,8 @@ impl MessagesRequest {
         if !value.is_object() {
             return Err(WireError::Shape("not a JSON object"));
         }
-        let raw: Raw = serde_json::from_value(value).map_err(|_| WireError::Shape("a field has the wrong type"))?;
+        let raw: Raw = serde_json::from_value(value)
+            .map_err(|_| WireError::Shape("a field has the wrong type"))?;
         let mut texts = Vec::new();
         if let Some(s) = &raw.system {
             collect_texts(s, &mut texts);
@@ -281,7 +284,15 @@ mod tests {
         let r = MessagesRequest::parse(body).unwrap();
         assert_eq!(
             r.prompt_texts().collect::<Vec<_>>(),
-            ["S", "plain", "tool says", "nested", "doc text", "T", "doc block"]
+            [
+                "S",
+                "plain",
+                "tool says",
+                "nested",
+                "doc text",
+                "T",
+                "doc block"
+            ]
         );
         assert!(!r.stream());
     }
@@ -291,7 +302,10 @@ mod tests {
         let e = MessagesRequest::parse(b"{\"model\": \"secret-value\"").unwrap_err();
         assert!(matches!(e, WireError::Json { line: 1, .. }));
         assert!(!e.to_string().contains("secret"));
-        assert_eq!(MessagesRequest::parse(b"[1]").unwrap_err(), WireError::Shape("not a JSON object"));
+        assert_eq!(
+            MessagesRequest::parse(b"[1]").unwrap_err(),
+            WireError::Shape("not a JSON object")
+        );
         let e = MessagesRequest::parse(br#"{"model": 5}"#).unwrap_err();
         assert!(matches!(e, WireError::Shape(_)));
         let e = MessagesRequest::parse(br#"{"max_tokens": "secret"}"#).unwrap_err();
