@@ -57,11 +57,12 @@ pub(crate) fn check_request(req: &Request<Body>) -> Result<(), Error> {
     if !path.starts_with("/v1/") {
         return Err(Error::NotFound);
     }
-    if req.method() == Method::POST && is_messages_path(path) {
-        if let Some(body) = req.extensions().get::<RequestBody>() {
-            body.messages()
-                .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-        }
+    if req.method() == Method::POST
+        && is_messages_path(path)
+        && let Some(body) = req.extensions().get::<RequestBody>()
+    {
+        body.messages()
+            .map_err(|e| Error::InvalidRequest(e.to_string()))?;
     }
     Ok(())
 }

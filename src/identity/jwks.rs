@@ -88,10 +88,8 @@ fn convert(jwk_json: &Value) -> Option<VerifyingKey> {
         Some(a) => Some(Algorithm::try_from(a).ok()?),
         None => None,
     };
-    if let Some(a) = alg {
-        if !kind.fits(a) {
-            return None;
-        }
+    if alg.is_some_and(|a| !kind.fits(a)) {
+        return None;
     }
     let key = DecodingKey::from_jwk(&jwk).ok()?;
     Some(VerifyingKey {

@@ -346,10 +346,10 @@ impl Inner {
         if header.crit.is_some() {
             return Err(AuthError::UnsupportedCritical);
         }
-        if let Some(want) = &self.required_typ {
-            if !typ_matches(header.typ.as_deref(), want) {
-                return Err(AuthError::WrongType);
-            }
+        if let Some(want) = &self.required_typ
+            && !typ_matches(header.typ.as_deref(), want)
+        {
+            return Err(AuthError::WrongType);
         }
         let keys = self.keys.keys(header.kid.as_deref()).await?;
         let candidates: Vec<_> = keys

@@ -161,10 +161,10 @@ impl CredentialSource for FileCredential {
             .await
             .map_err(|e| CredentialError::Unreadable(format!("{shown}: {}", e.kind())))?;
         let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        if let Some((t, c)) = &*self.cache.lock().unwrap_or_else(|p| p.into_inner()) {
-            if *t == mtime {
-                return Ok(c.clone());
-            }
+        if let Some((t, c)) = &*self.cache.lock().unwrap_or_else(|p| p.into_inner())
+            && *t == mtime
+        {
+            return Ok(c.clone());
         }
         let text = tokio::fs::read_to_string(&self.path)
             .await
