@@ -155,6 +155,17 @@ async fn python_sdk_stream_through_gateway() {
     assert!(sse.starts_with("event: message_start"));
     assert!(sse.contains("event: message_stop"));
     assert_eq!(resp.text.as_deref(), Some(reply_text_for(prompt).as_str()));
+
+    // The SSE codec decodes this real stream to the same events however it is split.
+    let whole = skillgate::wire::sse::decode_all(&resp.body).expect("valid SSE");
+    assert_eq!(whole.first().and_then(|e| e.event()), Some("message_start"));
+    for cut in 0..=resp.body.len() {
+        let mut d = skillgate::wire::sse::SseDecoder::new();
+        let mut got = d.push(&resp.body[..cut]).expect("push");
+        got.extend(d.push(&resp.body[cut..]).expect("push"));
+        d.finish().expect("finish");
+        assert_eq!(got, whole, "split at {cut}");
+    }
 }
 
 fn forge(header: Value, claims: Value, signature: &str) -> String {
