@@ -1,0 +1,19 @@
+//! Real-parts test harness shared by the integration tests: each test file
+//! does `mod support;`.
+//!
+//! - [`stand_in`]: local stand-in for the Anthropic API (the only fake).
+//! - [`oidc`]: a real OpenID Connect provider (`oidc-provider` on Node).
+//! - [`python`]: the official Anthropic Python SDK as a client.
+//!
+//! Set up the Node and Python parts once with `.ci/setup`.
+
+#![allow(dead_code)]
+
+pub mod oidc;
+pub mod python;
+pub mod stand_in;
+
+/// The repository's top folder.
+pub fn repo_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}

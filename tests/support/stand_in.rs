@@ -1,0 +1,812 @@
+//! A local stand-in for the Anthropic API: the one fake the integration tests
+//! allow. It is an axum server on `127.0.0.1:0` that speaks the real wire
+//! format of the Messages API (<https://docs.anthropic.com/en/api/messages>),
+//! its streaming form (<https://docs.anthropic.com/en/api/messages-streaming>)
+//! and its errors (<https://docs.anthropic.com/en/api/errors>), and records
+//! every request it receives.
+//!
+//! Replies are deterministic ([`reply_text_for`]), and special model names
+//! script failures:
+//!
+//! | `model` | what happens |
+//! | --- | --- |
+//! | `stand-in-error-<status>` | that HTTP status with its error type, e.g. 529 `overloaded_error` |
+//! | `stand-in-slow` | streams one delta every 200 ms for 60 s; a client that leaves early is counted in [`StandIn::disconnects`] (non-streaming: answers after 60 s) |
+//! | `stand-in-midstream-error` | streams `message_start`, then an `error` event (`overloaded_error`) and ends |
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::serve::ListenerExt;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde_json::{Value, json};
+
+/// The upstream API key the stand-in accepts by default, in `x-api-key` or as
+/// `Authorization: Bearer` (how the official SDKs 2.x send an `api_key`).
+pub const STAND_IN_API_KEY: &str = "sk-ant-stand-in-upstream-key";
+/// The `anthropic-organization-id` header on every stand-in response.
+pub const STAND_IN_ORGANIZATION_ID: &str = "00000000-0000-4000-8000-000000000001";
+/// Model that streams one delta every [`SLOW_DELTA_INTERVAL`] for [`SLOW_TOTAL`].
+pub const SLOW_MODEL: &str = "stand-in-slow";
+/// Model whose stream carries an `error` event right after `message_start`.
+pub const MIDSTREAM_ERROR_MODEL: &str = "stand-in-midstream-error";
+/// Prefix of the models that answer with a scripted error status.
+pub const ERROR_MODEL_PREFIX: &str = "stand-in-error-";
+/// Pause between two deltas of [`SLOW_MODEL`].
+pub const SLOW_DELTA_INTERVAL: Duration = Duration::from_millis(200);
+/// How long a [`SLOW_MODEL`] stream lasts when nobody leaves.
+pub const SLOW_TOTAL: Duration = Duration::from_secs(60);
+/// Characters per `text_delta` piece.
+pub const DELTA_CHARS: usize = 5;
+/// Largest request body the stand-in reads; past it, 413 `request_too_large`.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Pause between two writes in [`Chunking::OddSplits`].
+pub const ODD_SPLIT_PAUSE: Duration = Duration::from_millis(1);
+
+/// The model name that scripts `status` (see the module table).
+pub fn error_model(status: u16) -> String {
+    format!("{ERROR_MODEL_PREFIX}{status}")
+}
+
+/// The reply text the stand-in gives for a prompt: deterministic so tests can
+/// assert it.
+pub fn reply_text_for(last_user_text: &str) -> String {
+    format!("stand-in reply to: {last_user_text}")
+}
+
+/// The `text_delta` pieces a streamed reply is cut into, in order: runs of
+/// [`DELTA_CHARS`] characters (never splitting a character).
+pub fn reply_pieces(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars
+        .chunks(DELTA_CHARS)
+        .map(|piece| piece.iter().collect())
+        .collect()
+}
+
+/// The `usage.input_tokens` the stand-in reports for a request body (and the
+/// answer of `count_tokens`): the number of whitespace-separated words in the
+/// system prompt and in every message's text, at least 1.
+pub fn input_tokens_for(request: &Value) -> u64 {
+    let mut words = 0usize;
+    if let Some(system) = request.get("system") {
+        words += content_text(system).split_whitespace().count();
+    }
+    if let Some(messages) = request.get("messages").and_then(Value::as_array) {
+        for message in messages {
+            if let Some(content) = message.get("content") {
+                words += content_text(content).split_whitespace().count();
+            }
+        }
+    }
+    u64::try_from(words.max(1)).unwrap_or(u64::MAX)
+}
+
+/// The error `type` the Anthropic API uses with an HTTP status, for the
+/// statuses the stand-in can script.
+pub fn error_type_for_status(status: u16) -> Option<&'static str> {
+    Some(match status {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        500 => "api_error",
+        504 => "timeout_error",
+        529 => "overloaded_error",
+        _ => return None,
+    })
+}
+
+/// How the bytes of a streamed (SSE) reply are written to the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Chunking {
+    /// All events that are ready together in one write.
+    Whole,
+    /// One write per event (what the real API mostly does).
+    #[default]
+    PerEvent,
+    /// Every event cut at awkward offsets (inside `event:`, mid-JSON — which
+    /// may fall inside a multi-byte character — and between the two closing
+    /// newlines, whose second half goes out with the next event's head), one
+    /// write per piece with a [`ODD_SPLIT_PAUSE`] pause so each is flushed.
+    OddSplits,
+}
+
+/// How a [`StandIn`] behaves.
+#[derive(Debug, Clone)]
+pub struct StandInOptions {
+    /// The only key accepted, in `x-api-key` or as `Authorization: Bearer`.
+    pub api_key: String,
+    /// How SSE bytes are written.
+    pub chunking: Chunking,
+}
+
+impl Default for StandInOptions {
+    fn default() -> Self {
+        StandInOptions {
+            api_key: STAND_IN_API_KEY.to_owned(),
+            chunking: Chunking::default(),
+        }
+    }
+}
+
+/// One request as the stand-in received it.
+#[derive(Debug, Clone)]
+pub struct ReceivedRequest {
+    /// `POST`, `GET`, …
+    pub method: String,
+    /// Path with its query string, e.g. `/v1/messages?beta=true`.
+    pub path_and_query: String,
+    /// Every header as received.
+    pub headers: HeaderMap,
+    /// The body bytes (empty if none, or if it was too large to read).
+    pub body: Bytes,
+}
+
+impl ReceivedRequest {
+    /// The body as JSON; panics with the body's text when it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
+            panic!(
+                "stand-in: request body of {} {} is not JSON ({err}): {:?}",
+                self.method,
+                self.path_and_query,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// A header's value as text, if present and visible ASCII.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+struct Shared {
+    options: StandInOptions,
+    received: Mutex<Vec<ReceivedRequest>>,
+    disconnects: AtomicUsize,
+    completed_streams: AtomicUsize,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking test thread must not hide what was recorded.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A running stand-in; the server stops when this is dropped.
+pub struct StandIn {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl StandIn {
+    /// Starts a stand-in that accepts [`STAND_IN_API_KEY`] and writes one
+    /// event per write.
+    pub async fn start() -> StandIn {
+        StandIn::start_with(StandInOptions::default()).await
+    }
+
+    /// Starts a stand-in with `options`.
+    pub async fn start_with(options: StandInOptions) -> StandIn {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("stand-in: cannot bind 127.0.0.1:0");
+        let addr = listener
+            .local_addr()
+            .expect("stand-in: listener has no local address");
+        let shared = Arc::new(Shared {
+            options,
+            received: Mutex::new(Vec::new()),
+            disconnects: AtomicUsize::new(0),
+            completed_streams: AtomicUsize::new(0),
+        });
+        let app = Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&shared));
+        // Small SSE writes must leave at once, not wait for Nagle.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let server = tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                eprintln!("stand-in: server stopped: {err}");
+            }
+        });
+        StandIn {
+            addr,
+            shared,
+            server,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, with no trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every request seen so far, in arrival order.
+    pub fn received(&self) -> Vec<ReceivedRequest> {
+        lock(&self.shared.received).clone()
+    }
+
+    /// Streams whose client went away before the stream's end (and
+    /// non-streaming [`SLOW_MODEL`] requests abandoned before the answer).
+    pub fn disconnects(&self) -> usize {
+        self.shared.disconnects.load(Ordering::SeqCst)
+    }
+
+    /// Streams whose every byte was handed to the connection.
+    pub fn completed_streams(&self) -> usize {
+        self.shared.completed_streams.load(Ordering::SeqCst)
+    }
+
+    /// Waits until [`StandIn::disconnects`] reaches `count`, for at most
+    /// `timeout`; tells whether it did. The stand-in notices a client leaving
+    /// at its next write or pause, so allow a few hundred milliseconds.
+    pub async fn wait_for_disconnects(&self, count: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.disconnects() >= count {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::now_v7().simple())
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let request_id = new_id("req_");
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned())
+        .unwrap_or_else(|| parts.uri.path().to_owned());
+    let (body, too_large) = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => (bytes, false),
+        Err(_) => (Bytes::new(), true),
+    };
+    lock(&shared.received).push(ReceivedRequest {
+        method: parts.method.to_string(),
+        path_and_query,
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    });
+
+    let mut response = if too_large {
+        error_response(
+            413,
+            "Request exceeds the maximum allowed number of bytes.",
+            &request_id,
+        )
+    } else {
+        let call = Call {
+            shared: &shared,
+            request_id: &request_id,
+        };
+        call.route(&parts.method, parts.uri.path(), &parts.headers, &body)
+            .await
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        "request-id",
+        HeaderValue::from_str(&request_id).expect("request id is a valid header value"),
+    );
+    headers.insert(
+        "anthropic-organization-id",
+        HeaderValue::from_static(STAND_IN_ORGANIZATION_ID),
+    );
+    response
+}
+
+/// One request being answered: where to count, and the id to report.
+struct Call<'a> {
+    shared: &'a Arc<Shared>,
+    request_id: &'a str,
+}
+
+impl Call<'_> {
+    fn error(&self, status: u16, message: &str) -> Response {
+        error_response(status, message, self.request_id)
+    }
+
+    async fn route(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Response {
+        // The key may come as `x-api-key` or, as the official SDKs 2.x send
+        // it, as `Authorization: Bearer`; `x-api-key` wins when both are set.
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        match headers
+            .get("x-api-key")
+            .map(HeaderValue::as_bytes)
+            .or(bearer)
+        {
+            None => return self.error(401, "x-api-key header is required"),
+            Some(key) if key != self.shared.options.api_key.as_bytes() => {
+                return self.error(401, "invalid x-api-key");
+            }
+            Some(_) => {}
+        }
+        if !headers.contains_key("anthropic-version") {
+            return self.error(400, "anthropic-version: header is required");
+        }
+        match (method, path) {
+            (&Method::POST, "/v1/messages") => self.messages(body).await,
+            (&Method::POST, "/v1/messages/count_tokens") => self.count_tokens(body),
+            (&Method::GET, "/v1/models") => json_response(StatusCode::OK, &models_page()),
+            (&Method::GET, p) if p.starts_with("/v1/models/") => {
+                let id = &p["/v1/models/".len()..];
+                match models().into_iter().find(|m| m["id"] == id) {
+                    Some(model) => json_response(StatusCode::OK, &model),
+                    None => self.error(404, &format!("model: {id}")),
+                }
+            }
+            _ => self.error(404, "Not Found"),
+        }
+    }
+
+    /// Parses a JSON object body, or gives the 400 the API gives.
+    fn parse_object(&self, body: &Bytes) -> Result<Value, Box<Response>> {
+        let message = match serde_json::from_slice::<Value>(body) {
+            Ok(value @ Value::Object(_)) => return Ok(value),
+            Ok(_) => "Request body must be a JSON object".to_owned(),
+            Err(err) => format!("There was an error parsing the body: {err}"),
+        };
+        Err(Box::new(self.error(400, &message)))
+    }
+
+    /// Checks the fields every Messages request needs; `None` when fine.
+    fn validate(&self, request: &Value, needs_max_tokens: bool) -> Option<Response> {
+        if !request.get("model").is_some_and(Value::is_string) {
+            return Some(self.error(400, "model: Field required"));
+        }
+        if needs_max_tokens && !request.get("max_tokens").is_some_and(Value::is_u64) {
+            return Some(self.error(400, "max_tokens: Field required"));
+        }
+        match request.get("messages").and_then(Value::as_array) {
+            None => Some(self.error(400, "messages: Field required")),
+            Some(list) if list.is_empty() => {
+                Some(self.error(400, "messages: at least one message is required"))
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// The scripted error for a `stand-in-error-<status>` model, if it is one.
+    fn scripted_error(&self, model: &str) -> Option<Response> {
+        let status = model.strip_prefix(ERROR_MODEL_PREFIX)?;
+        let Some(status) = status
+            .parse::<u16>()
+            .ok()
+            .filter(|s| error_type_for_status(*s).is_some())
+        else {
+            return Some(self.error(400, &format!("stand-in cannot script status {status:?}")));
+        };
+        let message = match status {
+            400 => "stand-in scripted invalid request",
+            401 => "invalid x-api-key",
+            403 => "Your API key does not have permission to use the specified resource.",
+            404 => "The requested resource could not be found.",
+            413 => "Request exceeds the maximum allowed number of bytes.",
+            429 => "Number of request tokens has exceeded your per-minute rate limit",
+            500 => "Internal server error",
+            504 => "Request timed out",
+            _ => "Overloaded",
+        };
+        let mut response = self.error(status, message);
+        if status == 429 {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        Some(response)
+    }
+
+    async fn messages(&self, body: &Bytes) -> Response {
+        let request = match self.parse_object(body) {
+            Ok(request) => request,
+            Err(response) => return *response,
+        };
+        if let Some(response) = self.validate(&request, true) {
+            return response;
+        }
+        let model = request["model"].as_str().unwrap_or_default().to_owned();
+        if let Some(response) = self.scripted_error(&model) {
+            return response;
+        }
+        let stream = request.get("stream").and_then(Value::as_bool) == Some(true);
+        let input_tokens = input_tokens_for(&request);
+        let prompt = last_user_text(&request);
+
+        if stream {
+            let events = stream_events(&model, &prompt, input_tokens);
+            return sse_response(self.shared, events);
+        }
+        if model == SLOW_MODEL {
+            // Counted as a disconnect if the client leaves and the server
+            // drops this handler before the answer.
+            let guard = LeaveGuard::new(self.shared);
+            tokio::time::sleep(SLOW_TOTAL).await;
+            guard.finish();
+        }
+        let text = reply_text_for(&prompt);
+        let output_tokens = reply_pieces(&text).len() as u64;
+        let message = json!({
+            "id": new_id("msg_"),
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": null,
+            "usage": usage(input_tokens, output_tokens),
+        });
+        json_response(StatusCode::OK, &message)
+    }
+
+    fn count_tokens(&self, body: &Bytes) -> Response {
+        let request = match self.parse_object(body) {
+            Ok(request) => request,
+            Err(response) => return *response,
+        };
+        if let Some(response) = self.validate(&request, false) {
+            return response;
+        }
+        if let Some(response) = self.scripted_error(request["model"].as_str().unwrap_or_default()) {
+            return response;
+        }
+        json_response(
+            StatusCode::OK,
+            &json!({"input_tokens": input_tokens_for(&request)}),
+        )
+    }
+}
+
+fn usage(input_tokens: u64, output_tokens: u64) -> Value {
+    json!({
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "service_tier": "standard",
+    })
+}
+
+/// Text of a `content` (or `system`) value: a string, or the `text` of its
+/// text blocks joined with newlines.
+fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(text) => text.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter(|block| block.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|block| block.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// The text of the last `user` message.
+fn last_user_text(request: &Value) -> String {
+    request["messages"]
+        .as_array()
+        .and_then(|messages| {
+            messages
+                .iter()
+                .rev()
+                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        })
+        .and_then(|message| message.get("content"))
+        .map(content_text)
+        .unwrap_or_default()
+}
+
+/// One SSE event and the pause before it is written.
+struct Event {
+    pause_before: Duration,
+    bytes: Bytes,
+}
+
+fn event(name: &str, data: &Value) -> Event {
+    Event {
+        pause_before: Duration::ZERO,
+        bytes: Bytes::from(format!("event: {name}\ndata: {data}\n\n")),
+    }
+}
+
+fn stream_events(model: &str, prompt: &str, input_tokens: u64) -> Vec<Event> {
+    let message_start = event(
+        "message_start",
+        &json!({
+            "type": "message_start",
+            "message": {
+                "id": new_id("msg_"),
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [],
+                "stop_reason": null,
+                "stop_sequence": null,
+                "usage": usage(input_tokens, 1),
+            },
+        }),
+    );
+    if model == MIDSTREAM_ERROR_MODEL {
+        return vec![
+            message_start,
+            event(
+                "error",
+                &json!({
+                    "type": "error",
+                    "error": {"type": "overloaded_error", "message": "Overloaded"},
+                }),
+            ),
+        ];
+    }
+
+    let (pieces, pause) = if model == SLOW_MODEL {
+        let ticks = (SLOW_TOTAL.as_millis() / SLOW_DELTA_INTERVAL.as_millis()) as usize;
+        let pieces = (1..=ticks).map(|i| format!("tick {i} ")).collect();
+        (pieces, SLOW_DELTA_INTERVAL)
+    } else {
+        (reply_pieces(&reply_text_for(prompt)), Duration::ZERO)
+    };
+    let output_tokens = pieces.len() as u64;
+
+    let mut events = vec![
+        message_start,
+        event(
+            "content_block_start",
+            &json!({
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            }),
+        ),
+        event("ping", &json!({"type": "ping"})),
+    ];
+    for piece in pieces {
+        let mut delta = event(
+            "content_block_delta",
+            &json!({
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": piece},
+            }),
+        );
+        delta.pause_before = pause;
+        events.push(delta);
+    }
+    events.push(event(
+        "content_block_stop",
+        &json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(event(
+        "message_delta",
+        &json!({
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+            "usage": {"output_tokens": output_tokens},
+        }),
+    ));
+    events.push(event("message_stop", &json!({"type": "message_stop"})));
+    events
+}
+
+/// Turns events into writes according to `chunking`.
+fn writes(events: Vec<Event>, chunking: Chunking) -> Vec<Event> {
+    match chunking {
+        Chunking::PerEvent => events,
+        Chunking::Whole => {
+            let mut out: Vec<Event> = Vec::new();
+            for ev in events {
+                match out.last_mut() {
+                    Some(last) if ev.pause_before.is_zero() => {
+                        let mut joined = Vec::with_capacity(last.bytes.len() + ev.bytes.len());
+                        joined.extend_from_slice(&last.bytes);
+                        joined.extend_from_slice(&ev.bytes);
+                        last.bytes = Bytes::from(joined);
+                    }
+                    _ => out.push(ev),
+                }
+            }
+            out
+        }
+        Chunking::OddSplits => {
+            let mut out = Vec::new();
+            // The second closing newline of the previous event.
+            let mut carry = Bytes::new();
+            for ev in events {
+                let bytes = ev.bytes;
+                let len = bytes.len();
+                let mid = (len / 2) | 1;
+                let head_end = 3.min(len);
+                let tail_start = len.saturating_sub(1).max(mid);
+                let mut head = Vec::with_capacity(carry.len() + head_end);
+                head.extend_from_slice(&carry);
+                head.extend_from_slice(&bytes[..head_end]);
+                out.push(Event {
+                    pause_before: ev.pause_before.max(ODD_SPLIT_PAUSE),
+                    bytes: Bytes::from(head),
+                });
+                for piece in [
+                    bytes.slice(head_end..mid.max(head_end)),
+                    bytes.slice(mid.max(head_end)..tail_start),
+                ] {
+                    if !piece.is_empty() {
+                        out.push(Event {
+                            pause_before: ODD_SPLIT_PAUSE,
+                            bytes: piece,
+                        });
+                    }
+                }
+                carry = bytes.slice(tail_start..);
+            }
+            if !carry.is_empty() {
+                out.push(Event {
+                    pause_before: ODD_SPLIT_PAUSE,
+                    bytes: carry,
+                });
+            }
+            out
+        }
+    }
+}
+
+/// Counts a client that leaves before `finish` is called.
+struct LeaveGuard<'a> {
+    shared: &'a Shared,
+    finished: bool,
+}
+
+impl<'a> LeaveGuard<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        LeaveGuard {
+            shared,
+            finished: false,
+        }
+    }
+
+    fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for LeaveGuard<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.shared.disconnects.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn sse_response(shared: &Arc<Shared>, events: Vec<Event>) -> Response {
+    let writes = writes(events, shared.options.chunking);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(1);
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let guard = LeaveGuard::new(&shared);
+        for write in writes {
+            if !write.pause_before.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(write.pause_before) => {}
+                    _ = tx.closed() => return,
+                }
+            }
+            if tx.send(Ok(write.bytes)).await.is_err() {
+                return;
+            }
+        }
+        guard.finish();
+        shared.completed_streams.fetch_add(1, Ordering::SeqCst);
+    });
+    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response {
+    let mut response = Response::new(Body::from(value.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// An Anthropic-shaped error body, with the id also sent as `request-id`.
+fn error_response(status: u16, message: &str, request_id: &str) -> Response {
+    let error_type = error_type_for_status(status).unwrap_or("api_error");
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(
+        status,
+        &json!({
+            "type": "error",
+            "error": {"type": error_type, "message": message},
+            "request_id": request_id,
+        }),
+    )
+}
+
+fn models() -> Vec<Value> {
+    [
+        (
+            "claude-sonnet-4-5-20250929",
+            "Claude Sonnet 4.5",
+            "2025-09-29T00:00:00Z",
+        ),
+        (
+            "claude-haiku-4-5-20251001",
+            "Claude Haiku 4.5",
+            "2025-10-15T00:00:00Z",
+        ),
+        (
+            "claude-opus-4-1-20250805",
+            "Claude Opus 4.1",
+            "2025-08-05T00:00:00Z",
+        ),
+    ]
+    .into_iter()
+    .map(|(id, display_name, created_at)| {
+        json!({"type": "model", "id": id, "display_name": display_name, "created_at": created_at})
+    })
+    .collect()
+}
+
+fn models_page() -> Value {
+    let data = models();
+    json!({
+        "first_id": data.first().map(|m| m["id"].clone()),
+        "last_id": data.last().map(|m| m["id"].clone()),
+        "has_more": false,
+        "data": data,
+    })
+}
