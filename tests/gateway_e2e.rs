@@ -16,7 +16,7 @@ use skillgate::gateway::{GatewayConfig, serve};
 use skillgate::identity::dev::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer, MintOptions};
 use support::oidc::OidcProvider;
 use support::python::sdk_call;
-use support::stand_in::{STAND_IN_API_KEY, SLOW_MODEL, StandIn, error_model, reply_text_for};
+use support::stand_in::{STAND_IN_API_KEY, StandIn, reply_text_for};
 
 struct Gateway {
     base_url: String,
@@ -38,7 +38,9 @@ impl Gateway {
         cfg.identity.dev_key_file = dir.path().join("dev-issuer.json");
         tweak(&mut cfg);
         let assembled = cfg.assemble().await.expect("assemble");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(serve(
@@ -72,17 +74,30 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("audit records did not appear: {:?}", self.audit.recent(100).await);
+        panic!(
+            "audit records did not appear: {:?}",
+            self.audit.recent(100).await
+        );
     }
 }
 
 fn assert_no_caller_credentials(upstream: &StandIn, caller_token: &str) {
     for r in upstream.received() {
-        assert_eq!(r.header("x-api-key"), Some(STAND_IN_API_KEY), "upstream key injected");
-        assert!(r.header("authorization").is_none(), "no caller authorization upstream");
+        assert_eq!(
+            r.header("x-api-key"),
+            Some(STAND_IN_API_KEY),
+            "upstream key injected"
+        );
+        assert!(
+            r.header("authorization").is_none(),
+            "no caller authorization upstream"
+        );
         for (name, value) in &r.headers {
             let v = value.to_str().unwrap_or("");
-            assert!(!v.contains(caller_token), "caller token leaked upstream in {name}");
+            assert!(
+                !v.contains(caller_token),
+                "caller token leaked upstream in {name}"
+            );
         }
     }
 }
@@ -93,14 +108,28 @@ async fn python_sdk_create_through_gateway() {
     let gw = Gateway::start(&upstream, |_| {}).await;
     let token = gw.token("skill-billing");
     let prompt = "What is 2 + 2?";
-    let out = sdk_call("create", &gw.base_url, Some(&token), &[("SG_PROMPT", prompt)]).await;
+    let out = sdk_call(
+        "create",
+        &gw.base_url,
+        Some(&token),
+        &[("SG_PROMPT", prompt)],
+    )
+    .await;
     assert_eq!(out["ok"], true, "{out}");
     assert_eq!(out["text"], reply_text_for(prompt));
     assert_eq!(upstream.received().len(), 1);
     assert_no_caller_credentials(&upstream, &token);
     let seen = &upstream.received()[0];
     assert_eq!(seen.path_and_query, "/v1/messages");
-    assert_eq!(seen.header("anthropic-version"), Some("2023-06-01"));
+    // The SDK's own version header travels through unchanged.
+    assert!(
+        seen.header("anthropic-version")
+            .is_some_and(|v| !v.is_empty())
+    );
+    assert!(
+        seen.header("user-agent")
+            .is_some_and(|v| v.contains("Python"))
+    );
 
     let recs = gw.records(1).await;
     let rec = &recs[0];
@@ -118,7 +147,11 @@ async fn python_sdk_create_through_gateway() {
     assert_eq!(resp.status, 200);
     let body: Value = serde_json::from_slice(&resp.body).expect("json body");
     assert_eq!(body["content"][0]["text"], reply_text_for(prompt));
-    assert!(resp.upstream_request_id.as_deref().is_some_and(|r| r.starts_with("req_")));
+    assert!(
+        resp.upstream_request_id
+            .as_deref()
+            .is_some_and(|r| r.starts_with("req_"))
+    );
     assert!(resp.usage.is_some());
 }
 
@@ -132,7 +165,13 @@ async fn python_sdk_stream_through_gateway() {
     let gw = Gateway::start(&upstream, |_| {}).await;
     let token = gw.token("skill-stream");
     let prompt = "Tell me a long story about a lighthouse keeper";
-    let out = sdk_call("stream", &gw.base_url, Some(&token), &[("SG_PROMPT", prompt)]).await;
+    let out = sdk_call(
+        "stream",
+        &gw.base_url,
+        Some(&token),
+        &[("SG_PROMPT", prompt)],
+    )
+    .await;
     assert_eq!(out["ok"], true, "{out}");
     assert_eq!(out["text"], reply_text_for(prompt));
     let events: Vec<&str> = out["events"]
@@ -195,26 +234,53 @@ async fn python_sdk_gets_authentication_error_for_bad_tokens() {
         let mut parts: Vec<&str> = good.split('.').collect();
         let forged = other_key.mint(&MintOptions::new("someone")).expect("mint");
         let sig = forged.rsplit('.').next().expect("sig").to_owned();
-        parts[2] = Box::leak(sig.into_boxed_str());
+        parts[2] = &sig;
         parts.join(".")
     };
-    let cases: Vec<(&str, Option<String>, &[(&str, &str)])> = vec![
+    type Case<'a> = (&'a str, Option<String>, &'a [(&'a str, &'a str)]);
+    let cases: Vec<Case> = vec![
         ("no token", None, &[]),
-        ("expired", Some(dev.sign(&claims(DEV_ISSUER, DEV_AUDIENCE, now - 3600)).expect("sign")), &[]),
-        ("wrong audience", Some(dev.sign(&claims(DEV_ISSUER, "another-service", now + 600)).expect("sign")), &[]),
+        (
+            "expired",
+            Some(
+                dev.sign(&claims(DEV_ISSUER, DEV_AUDIENCE, now - 3600))
+                    .expect("sign"),
+            ),
+            &[],
+        ),
+        (
+            "wrong audience",
+            Some(
+                dev.sign(&claims(DEV_ISSUER, "another-service", now + 600))
+                    .expect("sign"),
+            ),
+            &[],
+        ),
         (
             "wrong issuer",
-            Some(DevIssuer::try_ephemeral("https://evil.example").expect("issuer")
-                .sign(&claims("https://evil.example", DEV_AUDIENCE, now + 600)).expect("sign")),
+            Some(
+                DevIssuer::try_ephemeral("https://evil.example")
+                    .expect("issuer")
+                    .sign(&claims("https://evil.example", DEV_AUDIENCE, now + 600))
+                    .expect("sign"),
+            ),
             &[],
         ),
         ("bad signature", Some(bad_sig), &[]),
         (
             "alg none",
-            Some(forge(json!({"alg": "none", "typ": "at+jwt"}), json!(claims(DEV_ISSUER, DEV_AUDIENCE, now + 600)), "")),
+            Some(forge(
+                json!({"alg": "none", "typ": "at+jwt"}),
+                json!(claims(DEV_ISSUER, DEV_AUDIENCE, now + 600)),
+                "",
+            )),
             &[],
         ),
-        ("garbage as x-api-key", Some("sk-ant-not-a-jwt".into()), &[("SG_TOKEN_AS_API_KEY", "1")]),
+        (
+            "garbage as x-api-key",
+            Some("sk-ant-not-a-jwt".into()),
+            &[("SG_TOKEN_AS_API_KEY", "1")],
+        ),
     ];
     let n = cases.len();
     for (name, token, env) in cases {
@@ -223,19 +289,40 @@ async fn python_sdk_gets_authentication_error_for_bad_tokens() {
         assert_eq!(out["error_class"], "AuthenticationError", "{name}: {out}");
         assert_eq!(out["status"], 401, "{name}");
         assert_eq!(out["body"]["type"], "error", "{name}");
-        assert_eq!(out["body"]["error"]["type"], "authentication_error", "{name}");
-        let message = out["body"]["error"]["message"].as_str().unwrap_or_default().to_owned();
-        assert!(!message.contains("expired") && !message.contains("audience"), "{name}: message leaks the reason: {message}");
+        assert_eq!(
+            out["body"]["error"]["type"], "authentication_error",
+            "{name}"
+        );
+        let message = out["body"]["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            !message.contains("expired") && !message.contains("audience"),
+            "{name}: message leaks the reason: {message}"
+        );
         if let Some(t) = &token {
-            assert!(!out.to_string().contains(t.as_str()), "{name}: token echoed");
+            assert!(
+                !out.to_string().contains(t.as_str()),
+                "{name}: token echoed"
+            );
         }
     }
-    assert!(upstream.received().is_empty(), "nothing forwarded for refused tokens");
+    assert!(
+        upstream.received().is_empty(),
+        "nothing forwarded for refused tokens"
+    );
     let recs = gw.records(n).await;
     assert_eq!(recs.len(), n);
     for r in &recs {
         assert_eq!(r.request.decision.verdict, Verdict::Deny);
-        assert!(r.request.decision.reason.as_deref().is_some_and(|s| s.starts_with("authentication")));
+        assert!(
+            r.request
+                .decision
+                .reason
+                .as_deref()
+                .is_some_and(|s| s.starts_with("authentication"))
+        );
         assert_eq!(r.response.as_ref().map(|x| x.status), Some(401));
     }
 }
@@ -252,7 +339,13 @@ async fn tokens_from_a_real_oidc_provider_via_discovery() {
     .await;
     assert!(gw.dev.is_none(), "a real issuer turns the dev issuer off");
     let token = idp.client_credentials_token().await;
-    let out = sdk_call("create", &gw.base_url, Some(&token), &[("SG_PROMPT", "hello")]).await;
+    let out = sdk_call(
+        "create",
+        &gw.base_url,
+        Some(&token),
+        &[("SG_PROMPT", "hello")],
+    )
+    .await;
     assert_eq!(out["ok"], true, "{out}");
     assert_eq!(out["text"], reply_text_for("hello"));
     assert_no_caller_credentials(&upstream, &token);
@@ -268,7 +361,9 @@ async fn tokens_from_a_real_oidc_provider_via_discovery() {
     let out = sdk_call("create", &gw.base_url, Some(&other), &[]).await;
     assert_eq!(out["error_class"], "AuthenticationError", "{out}");
     // A dev-issuer token is refused once a real issuer is configured.
-    let dev = DevIssuer::ephemeral().mint(&MintOptions::new("x")).expect("mint");
+    let dev = DevIssuer::ephemeral()
+        .mint(&MintOptions::new("x"))
+        .expect("mint");
     let out = sdk_call("create", &gw.base_url, Some(&dev), &[]).await;
     assert_eq!(out["error_class"], "AuthenticationError", "{out}");
     assert_eq!(upstream.received().len(), 1);
@@ -279,7 +374,11 @@ fn example_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let bin = dir.join("examples").join("gateway");
-    assert!(bin.exists(), "{} missing: cargo test builds examples", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: cargo test builds examples",
+        bin.display()
+    );
     bin
 }
 
@@ -298,9 +397,12 @@ async fn example_gateway_runs_mints_and_shuts_down_gracefully() {
         c
     };
     let mut child = run(&[
-        "--listen", "127.0.0.1:0",
-        "--upstream", &upstream.base_url(),
-        "--upstream-key-env", "SG_EXAMPLE_UPSTREAM_KEY",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream.base_url(),
+        "--upstream-key-env",
+        "SG_EXAMPLE_UPSTREAM_KEY",
     ])
     .stdout(std::process::Stdio::piped())
     .spawn()
@@ -312,25 +414,50 @@ async fn example_gateway_runs_mints_and_shuts_down_gracefully() {
         .expect("gateway did not start")
         .expect("read")
         .expect("a line");
-    let base = line.strip_prefix("skillgate listening on ").expect("listening line").to_owned();
-    assert!(dir.path().join("skillgate-dev-issuer.json").exists(), "dev key created on first start");
+    let base = line
+        .strip_prefix("skillgate listening on ")
+        .expect("listening line")
+        .to_owned();
+    assert!(
+        dir.path().join("skillgate-dev-issuer.json").exists(),
+        "dev key created on first start"
+    );
 
-    let minted = run(&["mint-token", "--sub", "readme-skill", "--group", "ci", "--ttl", "120"])
-        .output()
-        .await
-        .expect("mint-token");
+    let minted = run(&[
+        "mint-token",
+        "--sub",
+        "readme-skill",
+        "--group",
+        "ci",
+        "--ttl",
+        "120",
+    ])
+    .output()
+    .await
+    .expect("mint-token");
     assert!(minted.status.success());
-    let token = String::from_utf8(minted.stdout).expect("utf-8").trim().to_owned();
+    let token = String::from_utf8(minted.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
     let out = sdk_call("stream", &base, Some(&token), &[("SG_PROMPT", "hi")]).await;
     assert_eq!(out["ok"], true, "{out}");
     assert_eq!(out["text"], reply_text_for("hi"));
-    assert!(dir.path().join("skillgate-audit.db").exists(), "audit db in the working directory");
+    assert!(
+        dir.path().join("skillgate-audit.db").exists(),
+        "audit db in the working directory"
+    );
 
-    let health = reqwest::get(format!("{base}/healthz")).await.expect("healthz");
+    let health = reqwest::get(format!("{base}/healthz"))
+        .await
+        .expect("healthz");
     assert_eq!(health.status(), 200);
 
     let pid = child.id().expect("pid").to_string();
-    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     assert!(killed.success());
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await

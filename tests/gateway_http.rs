@@ -9,10 +9,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use skillgate::audit::{AuditError, AuditRecord, AuditStore, RequestRecord, ResponseRecord, Verdict};
+use skillgate::audit::{
+    AuditError, AuditRecord, AuditStore, RequestRecord, ResponseRecord, Verdict,
+};
 use skillgate::gateway::{GatewayConfig, serve};
 use skillgate::identity::dev::{DevIssuer, MintOptions};
-use support::stand_in::{STAND_IN_API_KEY, SLOW_MODEL, StandIn, error_model};
+use support::stand_in::{SLOW_MODEL, STAND_IN_API_KEY, StandIn, error_model};
 
 struct Gw {
     base: String,
@@ -22,7 +24,11 @@ struct Gw {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-async fn start(upstream: &StandIn, tweak: impl FnOnce(&mut GatewayConfig), store: Option<Arc<dyn AuditStore>>) -> Gw {
+async fn start(
+    upstream: &StandIn,
+    tweak: impl FnOnce(&mut GatewayConfig),
+    store: Option<Arc<dyn AuditStore>>,
+) -> Gw {
     let dir = tempfile::tempdir().expect("tempdir");
     let key_file = dir.path().join("key");
     std::fs::write(&key_file, STAND_IN_API_KEY).expect("key");
@@ -43,11 +49,26 @@ async fn start(upstream: &StandIn, tweak: impl FnOnce(&mut GatewayConfig), store
         .expect("dev")
         .mint(&MintOptions::new("edge-tester"))
         .expect("mint");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, a.service, async move { let _ = rx.await; }, Duration::from_secs(5)));
-    Gw { base, audit: a.audit, token, _dir: dir, _stop: tx }
+    tokio::spawn(serve(
+        listener,
+        a.service,
+        async move {
+            let _ = rx.await;
+        },
+        Duration::from_secs(5),
+    ));
+    Gw {
+        base,
+        audit: a.audit,
+        token,
+        _dir: dir,
+        _stop: tx,
+    }
 }
 
 fn client() -> reqwest::Client {
@@ -100,16 +121,33 @@ async fn bad_input_gets_clear_errors_and_is_recorded() {
     let up = StandIn::start().await;
     let gw = start(&up, |c| c.audit.max_request_bytes = 64 * 1024, None).await;
 
-    let (s, retry, b) = error_of(post(&gw, "/v1/messages", "{\"model\": \"claude\", \"messages\": [").await).await;
+    let (s, retry, b) = error_of(
+        post(
+            &gw,
+            "/v1/messages",
+            "{\"model\": \"claude\", \"messages\": [",
+        )
+        .await,
+    )
+    .await;
     assert_eq!((s, retry.as_str()), (400, "false"));
     assert_eq!(b["error"]["type"], "invalid_request_error");
-    assert!(b["error"]["message"].as_str().unwrap_or("").contains("not valid JSON"), "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not valid JSON"),
+        "{b}"
+    );
 
     let (s, _, b) = error_of(post(&gw, "/v1/messages", "[1,2]").await).await;
     assert_eq!(s, 400);
     assert_eq!(b["error"]["type"], "invalid_request_error");
 
-    let big = format!("{{\"model\":\"m\",\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}", "a".repeat(100 * 1024));
+    let big = format!(
+        "{{\"model\":\"m\",\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}",
+        "a".repeat(100 * 1024)
+    );
     let (s, retry, b) = error_of(post(&gw, "/v1/messages", big).await).await;
     assert_eq!((s, retry.as_str()), (413, "false"));
     assert_eq!(b["error"]["type"], "request_too_large");
@@ -119,14 +157,24 @@ async fn bad_input_gets_clear_errors_and_is_recorded() {
     assert_eq!(b["error"]["type"], "not_found_error");
 
     // Health needs no token and is not audited.
-    let h = client().get(format!("{}/healthz", gw.base)).send().await.expect("healthz");
+    let h = client()
+        .get(format!("{}/healthz", gw.base))
+        .send()
+        .await
+        .expect("healthz");
     assert_eq!(h.status(), 200);
 
     assert!(up.received().is_empty(), "nothing forwarded");
     let recs = wait_records(&gw.audit, 4).await;
     assert_eq!(recs.len(), 4);
-    assert!(recs.iter().all(|r| r.request.decision.verdict == Verdict::Deny));
-    let statuses: Vec<u16> = recs.iter().filter_map(|r| r.response.as_ref().map(|x| x.status)).collect();
+    assert!(
+        recs.iter()
+            .all(|r| r.request.decision.verdict == Verdict::Deny)
+    );
+    let statuses: Vec<u16> = recs
+        .iter()
+        .filter_map(|r| r.response.as_ref().map(|x| x.status))
+        .collect();
     assert_eq!(statuses, [404, 413, 400, 400]);
 }
 
@@ -135,16 +183,32 @@ async fn upstream_errors_pass_through_and_query_is_forwarded() {
     let up = StandIn::start().await;
     let gw = start(&up, |_| {}, None).await;
     for status in [400u16, 429, 500, 529] {
-        let res = post(&gw, "/v1/messages?beta=true", messages_body(&error_model(status), false).to_string()).await;
+        let res = post(
+            &gw,
+            "/v1/messages?beta=true",
+            messages_body(&error_model(status), false).to_string(),
+        )
+        .await;
         assert_eq!(res.status().as_u16(), status);
-        assert!(res.headers().get("request-id").is_some(), "upstream headers kept");
+        assert!(
+            res.headers().get("request-id").is_some(),
+            "upstream headers kept"
+        );
         let body: Value = res.json().await.expect("json");
         assert_eq!(body["type"], "error");
-        assert!(body["request_id"].as_str().is_some_and(|r| r.starts_with("req_")), "body unchanged: {body}");
+        assert!(
+            body["request_id"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("req_")),
+            "body unchanged: {body}"
+        );
     }
     let seen = up.received();
     assert_eq!(seen.len(), 4);
-    assert!(seen.iter().all(|r| r.path_and_query == "/v1/messages?beta=true"));
+    assert!(
+        seen.iter()
+            .all(|r| r.path_and_query == "/v1/messages?beta=true")
+    );
     // Other endpoints under /v1/ are forwarded too.
     let res = client()
         .get(format!("{}/v1/models", gw.base))
@@ -155,14 +219,19 @@ async fn upstream_errors_pass_through_and_query_is_forwarded() {
         .expect("models");
     assert_eq!(res.status(), 200);
     let last = up.received().pop().expect("models request");
-    assert_eq!(last.header("x-api-key"), Some(STAND_IN_API_KEY), "caller's x-api-key replaced");
+    assert_eq!(
+        last.header("x-api-key"),
+        Some(STAND_IN_API_KEY),
+        "caller's x-api-key replaced"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_unreachable_is_502_api_error() {
     let up = StandIn::start().await;
     let gw = start(&up, |c| c.upstream.url = "http://127.0.0.1:9".into(), None).await;
-    let (s, retry, b) = error_of(post(&gw, "/v1/messages", messages_body("m", false).to_string()).await).await;
+    let (s, retry, b) =
+        error_of(post(&gw, "/v1/messages", messages_body("m", false).to_string()).await).await;
     assert_eq!((s, retry.as_str()), (502, "true"));
     assert_eq!(b["error"]["type"], "api_error");
 }
@@ -190,17 +259,26 @@ impl AuditStore for DownStore {
 async fn audit_store_down_refuses_with_503_and_forwards_nothing() {
     let up = StandIn::start().await;
     let gw = start(&up, |_| {}, Some(Arc::new(DownStore))).await;
-    let (s, _, b) = error_of(post(&gw, "/v1/messages", messages_body("m", false).to_string()).await).await;
+    let (s, _, b) =
+        error_of(post(&gw, "/v1/messages", messages_body("m", false).to_string()).await).await;
     assert_eq!(s, 503);
     assert_eq!(b["error"]["type"], "api_error");
-    assert!(up.received().is_empty(), "an unrecorded request was forwarded");
+    assert!(
+        up.received().is_empty(),
+        "an unrecorded request was forwarded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnect_cancels_upstream_and_marks_record_incomplete() {
     let up = StandIn::start().await;
     let gw = start(&up, |_| {}, None).await;
-    let res = post(&gw, "/v1/messages", messages_body(SLOW_MODEL, true).to_string()).await;
+    let res = post(
+        &gw,
+        "/v1/messages",
+        messages_body(SLOW_MODEL, true).to_string(),
+    )
+    .await;
     assert_eq!(res.status(), 200);
     let mut stream = res.bytes_stream();
     let mut got = Vec::new();
@@ -215,7 +293,10 @@ async fn client_disconnect_cancels_upstream_and_marks_record_incomplete() {
     drop(stream);
     let recs = wait_records(&gw.audit, 1).await;
     let resp = recs[0].response.as_ref().expect("response");
-    assert!(!resp.complete, "a disconnected client leaves an incomplete record");
+    assert!(
+        !resp.complete,
+        "a disconnected client leaves an incomplete record"
+    );
     assert!(resp.body.len() >= 200);
     for _ in 0..200 {
         if up.disconnects() >= 1 {
@@ -231,7 +312,9 @@ async fn expired_dev_token_is_refused_even_with_valid_shape() {
     let up = StandIn::start().await;
     let gw = start(&up, |_| {}, None).await;
     // A token signed by a different dev key (same issuer name): signature fails.
-    let stranger = DevIssuer::ephemeral().mint(&MintOptions::new("x")).expect("mint");
+    let stranger = DevIssuer::ephemeral()
+        .mint(&MintOptions::new("x"))
+        .expect("mint");
     let res = client()
         .post(format!("{}/v1/messages", gw.base))
         .bearer_auth(stranger)
