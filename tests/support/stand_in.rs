@@ -129,6 +129,8 @@ pub struct StandInOptions {
     pub api_key: String,
     /// How SSE bytes are written.
     pub chunking: Chunking,
+    /// Where to listen (default `127.0.0.1:0`, a free port).
+    pub bind: SocketAddr,
 }
 
 impl Default for StandInOptions {
@@ -136,6 +138,7 @@ impl Default for StandInOptions {
         StandInOptions {
             api_key: STAND_IN_API_KEY.to_owned(),
             chunking: Chunking::default(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -202,9 +205,9 @@ impl StandIn {
 
     /// Starts a stand-in with `options`.
     pub async fn start_with(options: StandInOptions) -> StandIn {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(options.bind)
             .await
-            .expect("stand-in: cannot bind 127.0.0.1:0");
+            .unwrap_or_else(|e| panic!("stand-in: cannot bind {}: {e}", options.bind));
         let addr = listener
             .local_addr()
             .expect("stand-in: listener has no local address");
