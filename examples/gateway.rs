@@ -48,6 +48,9 @@ struct Cli {
     /// Claim path holding groups [default: groups].
     #[arg(long, global = true)]
     groups_claim: Option<String>,
+    /// Policy rules file (docs/policy.md); reloaded on change and SIGHUP.
+    #[arg(long, global = true)]
+    policy: Option<PathBuf>,
     /// SQLite audit database [default: ./skillgate-audit.db].
     #[arg(long, global = true)]
     audit_db: Option<PathBuf>,
@@ -99,6 +102,9 @@ fn config(cli: &Cli) -> Result<GatewayConfig, String> {
     if let Some(v) = &cli.groups_claim {
         cfg.identity.groups_claim = v.clone();
     }
+    if let Some(v) = &cli.policy {
+        cfg.policy.file = Some(v.clone());
+    }
     if let Some(v) = &cli.audit_db {
         cfg.audit.sqlite = v.clone();
     }
@@ -127,6 +133,9 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| format!("listen {}: {e}", cfg.listen))?;
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
             tracing::info!(%addr, upstream = %cfg.upstream.url, audit = %cfg.audit.sqlite.display(), "skillgate listening");
+            if assembled.policy.is_none() {
+                tracing::warn!("no policy file: every authenticated caller may use every /v1/ endpoint");
+            }
             if assembled.dev_issuer.is_some() {
                 tracing::warn!(
                     "trusting the local development issuer; mint a token with: \

@@ -8,6 +8,7 @@ pub mod error;
 pub mod gateway;
 mod http_client;
 pub mod identity;
+pub mod policy;
 pub mod upstream;
 pub mod wire;
 

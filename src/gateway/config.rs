@@ -52,6 +52,8 @@ pub struct GatewayConfig {
     pub identity: IdentityConfig,
     /// Where exchanges are recorded.
     pub audit: AuditConfig,
+    /// How requests are decided.
+    pub policy: PolicyConfig,
 }
 
 impl Default for GatewayConfig {
@@ -62,6 +64,7 @@ impl Default for GatewayConfig {
             upstream: UpstreamConfig::default(),
             identity: IdentityConfig::default(),
             audit: AuditConfig::default(),
+            policy: PolicyConfig::default(),
         }
     }
 }
@@ -186,6 +189,34 @@ impl Default for AuditConfig {
     }
 }
 
+/// `[policy]`: the rules file (see `docs/policy.md`).
+///
+/// Without a file, every authenticated caller may use every `/v1/` endpoint.
+///
+/// ```
+/// let p = skillgate::gateway::PolicyConfig::default();
+/// assert!(p.file.is_none());
+/// assert_eq!(p.watch_interval_secs, 2);
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The TOML rules file. Reloaded on change and on SIGHUP; a file that
+    /// does not compile keeps the previous policy in force.
+    pub file: Option<PathBuf>,
+    /// How often the file's modification time is checked, in seconds (default 2; 0 = no watching).
+    pub watch_interval_secs: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            file: None,
+            watch_interval_secs: 2,
+        }
+    }
+}
+
 /// Why a configuration could not be loaded or assembled.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -215,6 +246,8 @@ pub enum ConfigError {
 pub struct Assembled {
     /// The whole stack around the upstream.
     pub service: GatewayService,
+    /// The policy in force (when `[policy] file` is set), for reloads.
+    pub policy: Option<crate::policy::PolicyHandle>,
     /// The audit store, for queries.
     pub audit: Arc<dyn AuditStore>,
     /// The development issuer, when trusted.
@@ -370,11 +403,25 @@ impl GatewayConfig {
         if let Some(i) = &self.audit.instance {
             b = b.instance(i.clone());
         }
+        let policy = match &self.policy.file {
+            Some(path) => {
+                let initial = crate::policy::RulesPolicy::from_file(path)
+                    .map_err(|e| ConfigError::Invalid(format!("policy: {e}")))?;
+                let handle = crate::policy::PolicyHandle::new(initial);
+                if self.policy.watch_interval_secs > 0 {
+                    handle.watch_file(path.clone(), Duration::from_secs(self.policy.watch_interval_secs));
+                }
+                b = b.policy(crate::policy::PolicyLayer::from_handle(handle.clone()));
+                Some(handle)
+            }
+            None => None,
+        };
         let gateway = b
             .build()
             .map_err(|e: BuildError| ConfigError::Invalid(e.to_string()))?;
         Ok(Assembled {
             service: gateway.service(upstream),
+            policy,
             audit: store,
             dev_issuer,
         })

@@ -94,6 +94,22 @@ where
                 }
                 return Ok(e.into_response());
             }
+            // A decision that still requires approval here has not been
+            // approved by anyone: no approval layer released it.
+            if let Some(crate::policy::Decision::RequireApproval { rule, .. }) =
+                req.extensions().get::<crate::policy::Decision>()
+            {
+                let rule = rule.clone();
+                if let Some(a) = &audit {
+                    a.set_decision(DecisionRecord::deny(format!(
+                        "approval required by policy rule {rule}; no approval channel configured"
+                    )));
+                }
+                return Ok(crate::policy::denial(
+                    &rule,
+                    "human approval is required and this gateway has no approval channel",
+                ));
+            }
             if let Some(a) = &audit {
                 let body = req
                     .extensions()

@@ -3,7 +3,7 @@
 //! included), [`GatewayConfig`] (the TOML file of the example gateway) and
 //! [`serve`] (HTTP/1.1 + HTTP/2 server with graceful shutdown).
 //!
-//! Request path: **Audit → Identity → ForwardGuard → inner service**
+//! Request path: **Audit → Identity → Policy → ForwardGuard → inner service**
 //! (usually [`Upstream`](crate::upstream::Upstream)); the response travels
 //! back out the same way. Later layers (policy, approval, redaction) slot in
 //! between identity and the guard.
@@ -38,11 +38,11 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::{Request, Response};
-use tower::util::BoxCloneSyncService;
+use tower::util::{BoxCloneSyncService, Either};
 use tower::{Layer, Service};
 
 pub use config::{
-    Assembled, AuditConfig, ConfigError, GatewayConfig, IdentityConfig, UpstreamConfig,
+    Assembled, AuditConfig, ConfigError, GatewayConfig, IdentityConfig, PolicyConfig, UpstreamConfig,
 };
 pub use guard::{ForwardGuard, ForwardGuardLayer};
 pub use serve::{HealthLayer, HealthService, serve, shutdown_signal};
@@ -50,6 +50,7 @@ pub use serve::{HealthLayer, HealthService, serve, shutdown_signal};
 use crate::audit::{AuditLayer, AuditService, AuditStore};
 use crate::body::Body;
 use crate::identity::{IdentityLayer, IdentityService, TokenVerifier};
+use crate::policy::{PolicyLayer, PolicyService};
 
 /// A boxed, cloneable gateway service, as [`Gateway::service`] returns.
 pub type GatewayService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
@@ -75,6 +76,7 @@ pub type GatewayService = BoxCloneSyncService<Request<Body>, Response<Body>, Inf
 pub struct Gateway {
     audit: AuditLayer,
     identity: IdentityLayer,
+    policy: Option<PolicyLayer>,
 }
 
 /// Builder for [`Gateway`].
@@ -85,6 +87,7 @@ pub struct GatewayBuilder {
     instance: Option<String>,
     max_request_bytes: Option<usize>,
     max_capture_bytes: Option<usize>,
+    policy: Option<PolicyLayer>,
 }
 
 /// What is missing from a [`GatewayBuilder`].
@@ -109,6 +112,7 @@ impl Gateway {
         GatewayLayer {
             audit: self.audit.clone(),
             identity: self.identity.clone(),
+            policy: self.policy.clone(),
         }
     }
 
@@ -168,6 +172,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// Decide every request with this policy layer. Without one, every
+    /// authenticated caller may use every `/v1/` endpoint (a warning is logged
+    /// by the example gateway).
+    pub fn policy(mut self, layer: PolicyLayer) -> Self {
+        self.policy = Some(layer);
+        self
+    }
+
     /// Builds the gateway.
     ///
     /// # Errors
@@ -188,21 +200,31 @@ impl GatewayBuilder {
         Ok(Gateway {
             audit,
             identity: IdentityLayer::from_arc(verifier),
+            policy: self.policy,
         })
     }
 }
 
-/// Audit → Identity → ForwardGuard, as one [`Layer`].
+/// Audit → Identity → Policy (if configured) → ForwardGuard, as one [`Layer`].
 #[derive(Clone)]
 pub struct GatewayLayer {
     audit: AuditLayer,
     identity: IdentityLayer,
+    policy: Option<PolicyLayer>,
 }
 
+/// The service a [`GatewayLayer`] makes around `S`.
+pub type GatewayLayerService<S> =
+    AuditService<IdentityService<Either<PolicyService<ForwardGuard<S>>, ForwardGuard<S>>>>;
+
 impl<S> Layer<S> for GatewayLayer {
-    type Service = AuditService<IdentityService<ForwardGuard<S>>>;
+    type Service = GatewayLayerService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        self.audit
-            .layer(self.identity.layer(ForwardGuardLayer.layer(inner)))
+        let guarded = ForwardGuardLayer.layer(inner);
+        let decided = match &self.policy {
+            Some(p) => Either::Left(p.layer(guarded)),
+            None => Either::Right(guarded),
+        };
+        self.audit.layer(self.identity.layer(decided))
     }
 }
