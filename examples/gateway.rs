@@ -134,7 +134,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
             tracing::info!(%addr, upstream = %cfg.upstream.url, audit = %cfg.audit.sqlite.display(), "skillgate listening");
             if assembled.policy.is_none() {
-                tracing::warn!("no policy file: every authenticated caller may use every /v1/ endpoint");
+                tracing::warn!(
+                    "no policy file: every authenticated caller may use every /v1/ endpoint"
+                );
             }
             if assembled.dev_issuer.is_some() {
                 tracing::warn!(

@@ -171,6 +171,18 @@ impl AuditHandle {
         self.draft().decision = Some(d);
     }
 
+    /// Marks the exchange denied with `reason`, keeping the matched rules
+    /// already recorded (e.g. by the policy layer).
+    pub fn deny(&self, reason: impl Into<String>) {
+        let mut d = self.draft();
+        let rules = d.decision.take().map(|x| x.rules).unwrap_or_default();
+        d.decision = Some(DecisionRecord {
+            verdict: Verdict::Deny,
+            reason: Some(reason.into()),
+            rules,
+        });
+    }
+
     /// Whether the request record has been written.
     pub fn is_committed(&self) -> bool {
         self.draft().committed
@@ -178,6 +190,13 @@ impl AuditHandle {
 
     fn request_record(&self, fallback: DecisionRecord) -> RequestRecord {
         let d = self.draft();
+        // A refused request never reached commit(): read model and stream now.
+        let (model, stream) = match (&d.model, d.committed) {
+            (None, false) => crate::wire::messages::MessagesRequest::parse(&d.body)
+                .map(|v| (v.model().map(str::to_owned), v.stream()))
+                .unwrap_or((None, false)),
+            _ => (d.model.clone(), d.stream),
+        };
         RequestRecord {
             id: self.0.id,
             received_at: self.0.received_at,
@@ -185,8 +204,8 @@ impl AuditHandle {
             principal: d.principal.clone(),
             method: self.0.method.clone(),
             path: self.0.path.clone(),
-            model: d.model.clone(),
-            stream: d.stream,
+            model,
+            stream,
             decision: d.decision.clone().unwrap_or(fallback),
             body: d.body.clone(),
         }

@@ -409,7 +409,10 @@ impl GatewayConfig {
                     .map_err(|e| ConfigError::Invalid(format!("policy: {e}")))?;
                 let handle = crate::policy::PolicyHandle::new(initial);
                 if self.policy.watch_interval_secs > 0 {
-                    handle.watch_file(path.clone(), Duration::from_secs(self.policy.watch_interval_secs));
+                    handle.watch_file(
+                        path.clone(),
+                        Duration::from_secs(self.policy.watch_interval_secs),
+                    );
                 }
                 b = b.policy(crate::policy::PolicyLayer::from_handle(handle.clone()));
                 Some(handle)

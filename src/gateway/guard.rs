@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use http::{Method, Request, Response};
 use tower::{Layer, Service};
 
-use crate::audit::{AuditHandle, DecisionRecord};
+use crate::audit::AuditHandle;
 use crate::body::Body;
 use crate::error::Error;
 use crate::identity::ResponseFuture;
@@ -90,7 +90,7 @@ where
             let audit = req.extensions().get::<AuditHandle>().cloned();
             if let Err(e) = check_request(&req) {
                 if let Some(a) = &audit {
-                    a.set_decision(DecisionRecord::deny(e.to_string()));
+                    a.deny(e.to_string());
                 }
                 return Ok(e.into_response());
             }
@@ -101,9 +101,9 @@ where
             {
                 let rule = rule.clone();
                 if let Some(a) = &audit {
-                    a.set_decision(DecisionRecord::deny(format!(
+                    a.deny(format!(
                         "approval required by policy rule {rule}; no approval channel configured"
-                    )));
+                    ));
                 }
                 return Ok(crate::policy::denial(
                     &rule,
@@ -119,7 +119,7 @@ where
                 if let Err(e) = a.commit(&body).await {
                     // Fail closed: nothing unrecorded goes upstream.
                     tracing::error!(id = %a.id(), error = %e, "audit write failed; request refused");
-                    a.set_decision(DecisionRecord::deny("audit store unavailable"));
+                    a.deny("audit store unavailable");
                     return Ok(Error::AuditUnavailable.into_response());
                 }
             }

@@ -42,7 +42,8 @@ use tower::util::{BoxCloneSyncService, Either};
 use tower::{Layer, Service};
 
 pub use config::{
-    Assembled, AuditConfig, ConfigError, GatewayConfig, IdentityConfig, PolicyConfig, UpstreamConfig,
+    Assembled, AuditConfig, ConfigError, GatewayConfig, IdentityConfig, PolicyConfig,
+    UpstreamConfig,
 };
 pub use guard::{ForwardGuard, ForwardGuardLayer};
 pub use serve::{HealthLayer, HealthService, serve, shutdown_signal};

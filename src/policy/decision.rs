@@ -79,7 +79,9 @@ impl Obligations {
 
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.max_tokens.is_none() && self.redaction_profiles.is_empty() && self.audit_level.is_none()
+        self.max_tokens.is_none()
+            && self.redaction_profiles.is_empty()
+            && self.audit_level.is_none()
     }
 }
 
@@ -195,35 +197,36 @@ impl Evaluation {
     /// kept for the record only.
     pub fn combine(matches: Vec<(RuleMatch, String, Obligations)>) -> Evaluation {
         let enforced = || matches.iter().filter(|(m, _, _)| !m.shadow);
-        let decision = if let Some((m, reason, _)) = enforced().find(|(m, _, _)| m.effect == Effect::Deny) {
-            Decision::Deny {
-                rule: m.id.clone(),
-                reason: reason.clone(),
-            }
-        } else if let Some((m, reason, _)) =
-            enforced().find(|(m, _, _)| m.effect == Effect::RequireApproval)
-        {
-            let mut obligations = Obligations::default();
-            for (_, _, o) in enforced() {
-                obligations.merge(o);
-            }
-            Decision::RequireApproval {
-                rule: m.id.clone(),
-                reason: reason.clone(),
-                obligations,
-            }
-        } else if enforced().any(|(m, _, _)| m.effect == Effect::Allow) {
-            let mut obligations = Obligations::default();
-            for (_, _, o) in enforced() {
-                obligations.merge(o);
-            }
-            Decision::Allow { obligations }
-        } else {
-            Decision::Deny {
-                rule: "default".into(),
-                reason: "no policy rule allows this request".into(),
-            }
-        };
+        let decision =
+            if let Some((m, reason, _)) = enforced().find(|(m, _, _)| m.effect == Effect::Deny) {
+                Decision::Deny {
+                    rule: m.id.clone(),
+                    reason: reason.clone(),
+                }
+            } else if let Some((m, reason, _)) =
+                enforced().find(|(m, _, _)| m.effect == Effect::RequireApproval)
+            {
+                let mut obligations = Obligations::default();
+                for (_, _, o) in enforced() {
+                    obligations.merge(o);
+                }
+                Decision::RequireApproval {
+                    rule: m.id.clone(),
+                    reason: reason.clone(),
+                    obligations,
+                }
+            } else if enforced().any(|(m, _, _)| m.effect == Effect::Allow) {
+                let mut obligations = Obligations::default();
+                for (_, _, o) in enforced() {
+                    obligations.merge(o);
+                }
+                Decision::Allow { obligations }
+            } else {
+                Decision::Deny {
+                    rule: "default".into(),
+                    reason: "no policy rule allows this request".into(),
+                }
+            };
         Evaluation {
             decision,
             matched: matches.into_iter().map(|(m, _, _)| m).collect(),

@@ -175,7 +175,8 @@ where
                         && let Some(clamped) = clamp_max_tokens(b.bytes(), ceiling)
                     {
                         req.headers_mut().remove(header::CONTENT_LENGTH);
-                        req.extensions_mut().insert(RequestBody::new(clamped.clone()));
+                        req.extensions_mut()
+                            .insert(RequestBody::new(clamped.clone()));
                         *req.body_mut() = Body::from(clamped);
                     }
                 }

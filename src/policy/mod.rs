@@ -141,3 +141,5 @@ impl<T: PolicyEngine + ?Sized> PolicyEngine for std::sync::Arc<T> {
         (**self).evaluate(input)
     }
 }
+#[cfg(test)]
+mod tests;

@@ -39,7 +39,10 @@ impl PolicyHandle {
 
     /// The engine in force now.
     pub fn current(&self) -> Arc<dyn PolicyEngine> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Puts `engine` in force.
@@ -49,7 +52,10 @@ impl PolicyHandle {
 
     /// The error of the last failed reload, cleared by a successful one.
     pub fn last_error(&self) -> Option<PolicyError> {
-        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Loads `path` as a [`RulesPolicy`] and puts it in force. On error the
@@ -78,14 +84,20 @@ impl PolicyHandle {
     /// Reloads `path` whenever its modification time changes (checked every
     /// `interval`) and, on Unix, on SIGHUP. Runs until the returned task is
     /// aborted. Call from within a Tokio runtime.
-    pub fn watch_file(&self, path: impl Into<PathBuf>, interval: Duration) -> tokio::task::JoinHandle<()> {
+    pub fn watch_file(
+        &self,
+        path: impl Into<PathBuf>,
+        interval: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let handle = self.clone();
         let path = path.into();
+        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        // Taken now, not when the task first runs, so no change is missed.
+        let mut seen: Option<SystemTime> = mtime(&path);
         tokio::spawn(async move {
-            let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-            let mut seen: Option<SystemTime> = mtime(&path);
             #[cfg(unix)]
-            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            let mut hup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

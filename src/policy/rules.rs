@@ -228,7 +228,10 @@ pub struct RulesPolicy {
 impl std::fmt::Debug for RulesPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RulesPolicy")
-            .field("rules", &self.rules.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+            .field(
+                "rules",
+                &self.rules.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -337,7 +340,9 @@ fn compile_claim(path: &str, c: ClaimMatchConfig) -> Result<ClaimMatcher, String
                 .map_err(|_| format!("claims.{path}: invalid regex"))?,
         )),
         ClaimMatchConfig::Op(_) => {
-            return Err(format!("claims.{path}: give exactly one of equals, glob, regex"));
+            return Err(format!(
+                "claims.{path}: give exactly one of equals, glob, regex"
+            ));
         }
     })
 }
@@ -360,7 +365,9 @@ impl RulesPolicy {
             err(line, None, e.message().to_owned())
         })?;
         let default_tz = match &parsed.defaults.time_zone {
-            Some(name) => time_zone(name).map_err(|m| err(1, None, format!("defaults.time_zone: {m}")))?,
+            Some(name) => {
+                time_zone(name).map_err(|m| err(1, None, format!("defaults.time_zone: {m}")))?
+            }
             None => TimeZone::UTC,
         };
         let mut rules = Vec::new();
@@ -387,9 +394,12 @@ impl RulesPolicy {
                 subject: g(w.subject, "subject")?,
                 groups: w.groups.map(OneOrMany::into_vec),
                 scopes: w.scopes.map(OneOrMany::into_vec),
-                methods: w
-                    .methods
-                    .map(|v| v.into_vec().into_iter().map(|m| m.to_ascii_uppercase()).collect()),
+                methods: w.methods.map(|v| {
+                    v.into_vec()
+                        .into_iter()
+                        .map(|m| m.to_ascii_uppercase())
+                        .collect()
+                }),
                 paths: g(w.paths, "paths")?,
                 models: g(w.models, "models")?,
                 max_tokens_above: w.max_tokens_above,
@@ -410,8 +420,18 @@ impl RulesPolicy {
                     None => default_tz.clone(),
                 };
                 m.time = Some(TimeWindow {
-                    days: t.days.iter().map(|d| parse_weekday(d)).collect::<Result<_, _>>().map_err(&e)?,
-                    hours: t.hours.as_deref().map(parse_hours).transpose().map_err(&e)?,
+                    days: t
+                        .days
+                        .iter()
+                        .map(|d| parse_weekday(d))
+                        .collect::<Result<_, _>>()
+                        .map_err(&e)?,
+                    hours: t
+                        .hours
+                        .as_deref()
+                        .map(parse_hours)
+                        .transpose()
+                        .map_err(&e)?,
                     tz,
                     outside: t.outside,
                 });
@@ -428,7 +448,8 @@ impl RulesPolicy {
             }
             for p in w.patterns.map(OneOrMany::into_vec).unwrap_or_default() {
                 // Validate each on its own so the error names the rule.
-                Regex::new(&format!("{flags}{p}")).map_err(|_| e(format!("patterns: invalid regex {p:?}")))?;
+                Regex::new(&format!("{flags}{p}"))
+                    .map_err(|_| e(format!("patterns: invalid regex {p:?}")))?;
                 patterns.push(format!("{flags}{p}"));
                 keyword_rule.push(rule_index);
                 m.has_keywords = true;
@@ -615,4 +636,3 @@ impl PolicyEngine for RulesPolicy {
         Evaluation::combine(matches)
     }
 }
-

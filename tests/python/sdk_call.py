@@ -19,6 +19,7 @@ Environment:
                        (the SDK then adds ``?beta=true`` and ``anthropic-beta``)
   SG_HEADERS           optional JSON object of extra request headers
   SG_TIMEOUT           seconds, default 60
+  SG_MAX_RETRIES       the SDK's max_retries, default 0 (set 2, the SDK default, to test retry behaviour)
 
 Prints exactly one JSON line on stdout and exits 0, whether the call succeeded
 (``{"ok": true, ...}``) or the SDK raised (``{"ok": false, "error_class": ...}``).
@@ -132,7 +133,7 @@ def main() -> None:
     transport = RecordingTransport()
     client_args = {
         "base_url": base_url,
-        "max_retries": 0,
+        "max_retries": int(os.environ.get("SG_MAX_RETRIES", "0")),
         "timeout": timeout,
         "http_client": anthropic.DefaultHttpxClient(transport=transport, timeout=timeout),
     }
