@@ -577,7 +577,7 @@ impl Matcher {
             return false;
         }
         if let Some(n) = self.max_tokens_above
-            && !req.and_then(|r| r.max_tokens()).is_some_and(|m| m > n)
+            && req.and_then(|r| r.max_tokens()).is_none_or(|m| m <= n)
         {
             return false;
         }
@@ -587,7 +587,7 @@ impl Matcher {
             return false;
         }
         if let Some(n) = self.input_tokens_above
-            && !req.is_some_and(|r| estimate_input_tokens(r) > n)
+            && req.is_none_or(|r| estimate_input_tokens(r) <= n)
         {
             return false;
         }
