@@ -141,7 +141,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             if assembled.dev_issuer.is_some() {
                 tracing::warn!(
                     "trusting the local development issuer; mint a token with: \
-                     cargo run --example gateway -- mint-token --sub my-skill"
+                     cargo run --example gateway -- mint-token --sub my-skill --group ci"
                 );
             }
             println!("skillgate listening on http://{addr}");

@@ -1,0 +1,73 @@
+//! Policy evaluation speed: a 100-rule policy, keyword scan included, over a
+//! 100 KiB prompt (issue target: ≤ 50 µs median). Results: docs/benchmarks.md.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use skillgate::identity::Principal;
+use skillgate::policy::{PolicyEngine, PolicyInput, RulesPolicy};
+use skillgate::wire::messages::MessagesRequest;
+
+fn hundred_rules() -> String {
+    let mut s = String::new();
+    for i in 0..40 {
+        s.push_str(&format!(
+            "[[rule]]\nid = \"kw-{i}\"\neffect = \"require_approval\"\nmatch = {{ keywords = [\"restricted term {i}\", \"codename-{i}\"], patterns = ['\\bproject\\s+zeta{i}\\b'] }}\n"
+        ));
+    }
+    for i in 0..30 {
+        s.push_str(&format!(
+            "[[rule]]\nid = \"model-{i}\"\neffect = \"deny\"\nmatch = {{ groups = \"team-{i}\", models = [\"claude-opus-*\", \"claude-3-{i}*\"] }}\n"
+        ));
+    }
+    for i in 0..29 {
+        s.push_str(&format!(
+            "[[rule]]\nid = \"allow-{i}\"\neffect = \"allow\"\nmatch = {{ groups = [\"team-{i}\", \"ci\"], paths = \"/v1/messages\", time = {{ days = [\"mon\",\"tue\",\"wed\",\"thu\",\"fri\"], hours = \"00:00-23:59\", time_zone = \"Europe/Berlin\" }} }}\n"
+        ));
+    }
+    s.push_str("[[rule]]\nid = \"big\"\neffect = \"deny\"\nmatch = { max_tokens_above = 64000, tools = [\"shell*\"] }\n");
+    s
+}
+
+fn prompt_body(kib: usize) -> Vec<u8> {
+    let sentence = "The quarterly report covers revenue, churn and the onboarding funnel in detail. ";
+    let mut text = String::new();
+    while text.len() < kib * 1024 {
+        text.push_str(sentence);
+    }
+    serde_json::to_vec(&serde_json::json!({
+        "model": "claude-sonnet-4-5", "max_tokens": 1024,
+        "system": "You are a careful analyst.",
+        "messages": [{"role": "user", "content": text}]
+    }))
+    .expect("json")
+}
+
+fn bench(c: &mut Criterion) {
+    let policy = RulesPolicy::from_toml(&hundred_rules(), "bench.toml").expect("policy");
+    assert_eq!(policy.rule_ids().count(), 100);
+    let who = Principal::new("https://idp", "skill").with_groups(["ci"]);
+    let body = prompt_body(100);
+    let req = MessagesRequest::parse(&body).expect("parse");
+    let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().expect("ts");
+
+    let mut g = c.benchmark_group("policy");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("evaluate_100_rules_100KiB_prompt", |b| {
+        b.iter(|| {
+            let input = PolicyInput::new("POST", "/v1/messages")
+                .principal(&who)
+                .request(&req)
+                .body_bytes(body.len())
+                .at(now);
+            black_box(policy.evaluate(black_box(&input)))
+        })
+    });
+    g.bench_function("parse_100KiB_messages_request", |b| {
+        b.iter(|| black_box(MessagesRequest::parse(black_box(&body)).expect("parse")))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
