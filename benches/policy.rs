@@ -30,7 +30,8 @@ fn hundred_rules() -> String {
 }
 
 fn prompt_body(kib: usize) -> Vec<u8> {
-    let sentence = "The quarterly report covers revenue, churn and the onboarding funnel in detail. ";
+    let sentence =
+        "The quarterly report covers revenue, churn and the onboarding funnel in detail. ";
     let mut text = String::new();
     while text.len() < kib * 1024 {
         text.push_str(sentence);

@@ -303,6 +303,23 @@ where
                 store: layer.store.clone(),
                 draft: Mutex::new(Draft::default()),
             }));
+            // A declared length over the limit is refused without reading a byte.
+            let declared = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > layer.max_request_bytes as u64) {
+                let err = Error::BodyTooLarge {
+                    limit: layer.max_request_bytes,
+                };
+                handle.set_decision(DecisionRecord::deny(err.to_string()));
+                return Ok(wrap_response(
+                    handle,
+                    err.into_response(),
+                    layer.max_capture_bytes,
+                ));
+            }
             let bytes = match collect_limited(body, layer.max_request_bytes).await {
                 Ok(b) => b,
                 Err(e) => {

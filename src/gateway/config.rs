@@ -46,6 +46,10 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
     /// Longest wait for in-flight exchanges at shutdown, in seconds (default 30).
     pub shutdown_grace_secs: u64,
+    /// The gateway's external base URL, e.g. `https://ai-gateway.corp`
+    /// (default: each request's `Host`). Message Batches `results_url`s are
+    /// rewritten to it so SDKs fetch results through the gateway.
+    pub public_url: Option<String>,
     /// Where requests go.
     pub upstream: UpstreamConfig,
     /// Who may call.
@@ -61,6 +65,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             shutdown_grace_secs: 30,
+            public_url: None,
             upstream: UpstreamConfig::default(),
             identity: IdentityConfig::default(),
             audit: AuditConfig::default(),
@@ -402,6 +407,9 @@ impl GatewayConfig {
             .max_capture_bytes(self.audit.max_capture_bytes);
         if let Some(i) = &self.audit.instance {
             b = b.instance(i.clone());
+        }
+        if let Some(u) = &self.public_url {
+            b = b.public_url(u.clone());
         }
         let policy = match &self.policy.file {
             Some(path) => {

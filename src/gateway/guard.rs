@@ -3,6 +3,7 @@
 //! commits the audit record; only a committed request is forwarded.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Method, Request, Response};
@@ -28,20 +29,33 @@ use crate::wire::messages::{RequestBody, is_messages_path};
 /// let layer = ForwardGuardLayer::new();
 /// # let _ = layer;
 /// ```
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ForwardGuardLayer;
+#[derive(Clone, Debug, Default)]
+pub struct ForwardGuardLayer {
+    public_url: Option<Arc<str>>,
+}
 
 impl ForwardGuardLayer {
     /// The layer.
     pub fn new() -> Self {
-        ForwardGuardLayer
+        ForwardGuardLayer::default()
+    }
+
+    /// The gateway's external base URL (e.g. `https://ai-gateway.corp`), used
+    /// to rewrite Message Batches `results_url`s so they point back at the
+    /// gateway. Default: derived from the request's `Host` header.
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = Some(url.into().into());
+        self
     }
 }
 
 impl<S> Layer<S> for ForwardGuardLayer {
     type Service = ForwardGuard<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        ForwardGuard { inner }
+        ForwardGuard {
+            inner,
+            public_url: self.public_url.clone(),
+        }
     }
 }
 
@@ -49,6 +63,40 @@ impl<S> Layer<S> for ForwardGuardLayer {
 #[derive(Clone, Debug)]
 pub struct ForwardGuard<S> {
     inner: S,
+    public_url: Option<Arc<str>>,
+}
+
+/// Largest batch object or list page the guard rewrites, in bytes.
+const MAX_BATCH_JSON_BYTES: usize = 8 * 1024 * 1024;
+
+async fn rewrite_batches(res: Response<Body>, origin: Option<String>) -> Response<Body> {
+    let is_json = res
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !res.status().is_success() || !is_json {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let bytes = match crate::body::collect_limited(body, MAX_BATCH_JSON_BYTES).await {
+        Ok(b) => b,
+        Err(e) => {
+            // Fail closed: an uninspected results_url could lead around the gateway.
+            tracing::warn!(error = %e, "batch response could not be inspected");
+            return Error::Internal.into_response();
+        }
+    };
+    let Some(origin) = origin else {
+        return Error::Internal.into_response();
+    };
+    match super::batches::rewrite_results_urls(&bytes, &origin) {
+        Some(new) => {
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(new))
+        }
+        None => Response::from_parts(parts, Body::from(bytes)),
+    }
 }
 
 /// Checks the endpoint and body shape; `Err` is the refusal.
@@ -86,6 +134,7 @@ where
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let public_url = self.public_url.clone();
         Box::pin(async move {
             let audit = req.extensions().get::<AuditHandle>().cloned();
             if let Err(e) = check_request(&req) {
@@ -123,7 +172,13 @@ where
                     return Ok(Error::AuditUnavailable.into_response());
                 }
             }
-            inner.call(req).await
+            let batches = super::batches::is_batches_path(req.uri().path());
+            let origin = super::batches::gateway_origin(public_url.as_deref(), req.headers());
+            let res = inner.call(req).await?;
+            if batches {
+                return Ok(rewrite_batches(res, origin).await);
+            }
+            Ok(res)
         })
     }
 }

@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+mod batches;
 mod config;
 mod guard;
 mod serve;
@@ -78,6 +79,7 @@ pub struct Gateway {
     audit: AuditLayer,
     identity: IdentityLayer,
     policy: Option<PolicyLayer>,
+    guard: ForwardGuardLayer,
 }
 
 /// Builder for [`Gateway`].
@@ -89,6 +91,7 @@ pub struct GatewayBuilder {
     max_request_bytes: Option<usize>,
     max_capture_bytes: Option<usize>,
     policy: Option<PolicyLayer>,
+    public_url: Option<String>,
 }
 
 /// What is missing from a [`GatewayBuilder`].
@@ -114,6 +117,7 @@ impl Gateway {
             audit: self.audit.clone(),
             identity: self.identity.clone(),
             policy: self.policy.clone(),
+            guard: self.guard.clone(),
         }
     }
 
@@ -181,6 +185,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// The gateway's external base URL, e.g. `https://ai-gateway.corp`
+    /// (default: taken from each request's `Host` header). Used to keep
+    /// Message Batches `results_url`s pointing at the gateway.
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = Some(url.into());
+        self
+    }
+
     /// Builds the gateway.
     ///
     /// # Errors
@@ -202,6 +214,10 @@ impl GatewayBuilder {
             audit,
             identity: IdentityLayer::from_arc(verifier),
             policy: self.policy,
+            guard: match self.public_url {
+                Some(u) => ForwardGuardLayer::new().public_url(u),
+                None => ForwardGuardLayer::new(),
+            },
         })
     }
 }
@@ -212,6 +228,7 @@ pub struct GatewayLayer {
     audit: AuditLayer,
     identity: IdentityLayer,
     policy: Option<PolicyLayer>,
+    guard: ForwardGuardLayer,
 }
 
 /// The service a [`GatewayLayer`] makes around `S`.
@@ -221,7 +238,7 @@ pub type GatewayLayerService<S> =
 impl<S> Layer<S> for GatewayLayer {
     type Service = GatewayLayerService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        let guarded = ForwardGuardLayer.layer(inner);
+        let guarded = self.guard.layer(inner);
         let decided = match &self.policy {
             Some(p) => Either::Left(p.layer(guarded)),
             None => Either::Right(guarded),

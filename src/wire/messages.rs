@@ -45,9 +45,47 @@ pub enum WireError {
         /// 1-based column.
         column: usize,
     },
+    /// Arrays and objects nested deeper than the limit.
+    #[error("request body nests JSON deeper than {limit} levels")]
+    TooDeep {
+        /// The limit.
+        limit: usize,
+    },
     /// JSON, but not an object with the Messages fields' types.
     #[error("request body does not have the Messages request shape ({0})")]
     Shape(&'static str),
+}
+
+/// Deepest JSON nesting (arrays and objects) accepted in a request body.
+/// Real Messages requests (tool schemas included) stay far below it.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// The maximum nesting depth of arrays and objects in `bytes`, counted
+/// without parsing (brackets inside strings are skipped). Linear, no
+/// allocation, so it runs before the parser ever recurses.
+pub fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// A parsed Messages request: the fields the gateway decides on.
@@ -160,6 +198,12 @@ impl MessagesRequest {
     /// [`WireError::Json`] for bytes that are not JSON, [`WireError::Shape`]
     /// for JSON whose known fields have the wrong types.
     pub fn parse(body: &[u8]) -> Result<MessagesRequest, WireError> {
+        let depth = json_depth(body);
+        if depth > MAX_JSON_DEPTH {
+            return Err(WireError::TooDeep {
+                limit: MAX_JSON_DEPTH,
+            });
+        }
         let value: Value = serde_json::from_slice(body).map_err(|e| WireError::Json {
             line: e.line(),
             column: e.column(),
@@ -310,6 +354,25 @@ mod tests {
         assert!(matches!(e, WireError::Shape(_)));
         let e = MessagesRequest::parse(br#"{"max_tokens": "secret"}"#).unwrap_err();
         assert!(!e.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn nesting_depth_is_limited() {
+        assert_eq!(json_depth(br#"{"a":[1,{"b":"[[[{{{"}]}"#), 3);
+        assert_eq!(json_depth(br#""\"[[[""#), 0);
+        let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
+        assert_eq!(
+            MessagesRequest::parse(deep.as_bytes()).unwrap_err(),
+            WireError::TooDeep { limit: 64 }
+        );
+        let ok = format!("{{\"x\":{}{}}}", "[".repeat(60), "]".repeat(60));
+        assert!(MessagesRequest::parse(ok.as_bytes()).is_ok());
+        // Far deeper than serde_json's own recursion limit: a clear error, no stack trouble.
+        let huge = "[".repeat(1_000_000);
+        assert!(matches!(
+            MessagesRequest::parse(huge.as_bytes()),
+            Err(WireError::TooDeep { .. })
+        ));
     }
 
     #[test]
