@@ -7,7 +7,10 @@
 //! cargo run --example stand_in                 # listens on 127.0.0.1:8081
 //! cargo run --example stand_in -- 127.0.0.1:9000
 //! ```
-//! It accepts only the API key `sk-ant-stand-in-upstream-key`.
+//! It accepts only the API key `sk-ant-stand-in-upstream-key`, or access
+//! tokens from its workload-identity token endpoint (`POST /v1/oauth/token`,
+//! any well-formed unexpired JWT as the assertion, the federation rule and
+//! organization it prints).
 
 #[path = "../tests/support/stand_in.rs"]
 #[allow(dead_code)]
@@ -34,5 +37,10 @@ async fn main() {
     .await;
     println!("Anthropic API stand-in listening on {}", server.base_url());
     println!("its API key: {}", stand_in::STAND_IN_API_KEY);
+    println!(
+        "its token endpoint (POST /v1/oauth/token) accepts federation rule {} of organization {}",
+        stand_in::STAND_IN_FEDERATION_RULE_ID,
+        stand_in::STAND_IN_ORGANIZATION_ID
+    );
     let _ = tokio::signal::ctrl_c().await;
 }

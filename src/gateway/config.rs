@@ -17,7 +17,8 @@ use crate::audit::AuditStore;
 use crate::identity::dev::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer};
 use crate::identity::{Algorithm, IssuerSet, JwtVerifier, KeySource};
 use crate::upstream::{
-    ANTHROPIC_API_URL, CredentialSource, FileCredential, StaticCredential, Upstream,
+    ANTHROPIC_API_URL, CredentialSource, FederatedCredential, FileCredential, StaticCredential,
+    Upstream,
 };
 
 /// The whole gateway configuration (TOML).
@@ -76,10 +77,23 @@ impl Default for GatewayConfig {
 
 /// `[upstream]`: the Anthropic API and the gateway's own credential.
 ///
+/// The credential is, in order: workload-identity federation when
+/// `identity_token_file`, `federation_rule_id` and `organization_id` are set
+/// (no static key; see [`FederatedCredential`]), else the key in
+/// `api_key_file`, else the key in the environment variable `api_key_env`.
+///
 /// ```
 /// let u = skillgate::gateway::UpstreamConfig::default();
 /// assert_eq!(u.url, "https://api.anthropic.com");
 /// assert_eq!(u.api_key_env, "ANTHROPIC_API_KEY");
+/// assert!(u.identity_token_file.is_none());
+///
+/// let f: skillgate::gateway::UpstreamConfig = toml::from_str(r#"
+///     identity_token_file = "/var/run/secrets/anthropic/token"
+///     federation_rule_id = "fdrl_01AbCdEf"
+///     organization_id = "00000000-0000-4000-8000-000000000000"
+/// "#).unwrap();
+/// assert!(f.federated());
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -92,6 +106,19 @@ pub struct UpstreamConfig {
     pub api_key_file: Option<PathBuf>,
     /// Longest wait for response headers, in seconds (default 600).
     pub first_byte_timeout_secs: u64,
+    /// The gateway's own identity token (a JWT, e.g. a Kubernetes projected
+    /// service-account token), re-read for every exchange. With
+    /// `federation_rule_id` and `organization_id` it replaces the API key.
+    pub identity_token_file: Option<PathBuf>,
+    /// The Anthropic federation rule that admits that token (`fdrl_…`).
+    pub federation_rule_id: Option<String>,
+    /// The Anthropic organization's UUID.
+    pub organization_id: Option<String>,
+    /// The service account to act as (federation only; optional).
+    pub service_account_id: Option<String>,
+    /// The workspace to scope the access token to, `wrkspc_…` or `default`
+    /// (federation only; optional).
+    pub workspace_id: Option<String>,
 }
 
 impl Default for UpstreamConfig {
@@ -101,7 +128,24 @@ impl Default for UpstreamConfig {
             api_key_env: "ANTHROPIC_API_KEY".into(),
             api_key_file: None,
             first_byte_timeout_secs: 600,
+            identity_token_file: None,
+            federation_rule_id: None,
+            organization_id: None,
+            service_account_id: None,
+            workspace_id: None,
         }
+    }
+}
+
+impl UpstreamConfig {
+    /// Whether any federation key is set, i.e. the credential is meant to come
+    /// from workload-identity federation rather than an API key.
+    pub fn federated(&self) -> bool {
+        self.identity_token_file.is_some()
+            || self.federation_rule_id.is_some()
+            || self.organization_id.is_some()
+            || self.service_account_id.is_some()
+            || self.workspace_id.is_some()
     }
 }
 
@@ -359,12 +403,45 @@ impl GatewayConfig {
         Ok((set, dev))
     }
 
-    /// The upstream credential source: `api_key_file` if set, else `api_key_env`.
+    /// The upstream credential source: [`FederatedCredential`] when the
+    /// federation keys are set, else `api_key_file` if set, else `api_key_env`.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] if the environment variable is unset.
+    /// [`ConfigError::Invalid`] if the environment variable is unset, if the
+    /// federation keys are incomplete, or if they are set together with
+    /// `api_key_file` (one credential, chosen on purpose).
     pub fn credential(&self) -> Result<Arc<dyn CredentialSource>, ConfigError> {
-        match &self.upstream.api_key_file {
+        let u = &self.upstream;
+        if u.federated() {
+            if u.api_key_file.is_some() {
+                return Err(ConfigError::Invalid(
+                    "upstream: set either api_key_file or the federation keys \
+                     (identity_token_file, federation_rule_id, organization_id), not both"
+                        .into(),
+                ));
+            }
+            let mut b = FederatedCredential::builder(u.url.clone());
+            if let Some(f) = &u.identity_token_file {
+                b = b.identity_token_file(f.clone());
+            }
+            if let Some(id) = &u.federation_rule_id {
+                b = b.federation_rule_id(id.clone());
+            }
+            if let Some(id) = &u.organization_id {
+                b = b.organization_id(id.clone());
+            }
+            if let Some(id) = &u.service_account_id {
+                b = b.service_account_id(id.clone());
+            }
+            if let Some(id) = &u.workspace_id {
+                b = b.workspace_id(id.clone());
+            }
+            return b
+                .build()
+                .map(|c| Arc::new(c) as Arc<dyn CredentialSource>)
+                .map_err(|e| ConfigError::Invalid(format!("upstream federation: {e}")));
+        }
+        match &u.api_key_file {
             Some(f) => Ok(Arc::new(FileCredential::new(f.clone()))),
             None => StaticCredential::from_env(&self.upstream.api_key_env)
                 .map(|c| Arc::new(c) as Arc<dyn CredentialSource>)
@@ -463,6 +540,34 @@ mod tests {
         c.identity.issuer = Some("https://idp".into());
         c.identity.algorithms = Some(vec!["HS256".into()]);
         assert!(matches!(c.verifier(), Err(ConfigError::Invalid(m)) if m.contains("HS256")));
+    }
+
+    #[test]
+    fn upstream_federation_keys_select_the_federated_source() {
+        let mut c = GatewayConfig::default();
+        c.upstream.url = "https://api.anthropic.com".into();
+        c.upstream.api_key_env = "SKILLGATE_TEST_SURELY_UNSET_VAR".into();
+        // No key anywhere and no federation: refused.
+        assert!(c.credential().is_err());
+        c.upstream.identity_token_file = Some("/var/run/secrets/anthropic/token".into());
+        c.upstream.federation_rule_id = Some("fdrl_1".into());
+        // Incomplete federation: refused, naming what is missing.
+        assert!(
+            matches!(c.credential(), Err(ConfigError::Invalid(m)) if m.contains("organization_id"))
+        );
+        c.upstream.organization_id = Some("00000000-0000-4000-8000-000000000000".into());
+        assert!(c.credential().is_ok());
+        // Both an API key file and federation: refused.
+        c.upstream.api_key_file = Some("/run/secrets/key".into());
+        assert!(matches!(c.credential(), Err(ConfigError::Invalid(m)) if m.contains("not both")));
+        c.upstream.api_key_file = None;
+        // Plain http to a remote host would carry the identity token in clear.
+        c.upstream.url = "http://api.example.com".into();
+        assert!(matches!(c.credential(), Err(ConfigError::Invalid(m)) if m.contains("https")));
+        // A stray optional key alone still means federation, which is incomplete.
+        let mut c = GatewayConfig::default();
+        c.upstream.workspace_id = Some("default".into());
+        assert!(matches!(c.credential(), Err(ConfigError::Invalid(m)) if m.contains("federation")));
     }
 
     #[test]

@@ -20,8 +20,14 @@ use secrecy::{ExposeSecret, SecretString};
 pub enum Credential {
     /// Sent as `x-api-key` (an Anthropic API key).
     ApiKey(SecretString),
-    /// Sent as `Authorization: Bearer` (an OAuth access token).
+    /// Sent as `Authorization: Bearer`, as is (e.g. a static auth token).
     Bearer(SecretString),
+    /// An access token from Anthropic's OAuth token endpoint (for example
+    /// minted by [`FederatedCredential`](super::FederatedCredential)): sent
+    /// as `Authorization: Bearer`, and the API beta
+    /// [`OAUTH_BETA`](super::OAUTH_BETA) is added to `anthropic-beta`, which
+    /// the API requires before it accepts such tokens.
+    OAuthBearer(SecretString),
 }
 
 impl Credential {
@@ -33,11 +39,31 @@ impl Credential {
     pub fn bearer(token: impl Into<String>) -> Self {
         Credential::Bearer(SecretString::from(token.into()))
     }
+    /// An OAuth access token credential (see [`Credential::OAuthBearer`]).
+    pub fn oauth_bearer(token: impl Into<String>) -> Self {
+        Credential::OAuthBearer(SecretString::from(token.into()))
+    }
     /// The header name and value to send.
     pub(crate) fn header(&self) -> (&'static str, String) {
         match self {
             Credential::ApiKey(k) => ("x-api-key", k.expose_secret().to_owned()),
-            Credential::Bearer(t) => ("authorization", format!("Bearer {}", t.expose_secret())),
+            Credential::Bearer(t) | Credential::OAuthBearer(t) => {
+                ("authorization", format!("Bearer {}", t.expose_secret()))
+            }
+        }
+    }
+    /// The `anthropic-beta` flag the API requires with this credential, if any.
+    ///
+    /// ```
+    /// use skillgate::upstream::{Credential, OAUTH_BETA};
+    /// assert_eq!(Credential::oauth_bearer("t").required_beta(), Some(OAUTH_BETA));
+    /// assert_eq!(Credential::bearer("t").required_beta(), None);
+    /// assert_eq!(Credential::api_key("k").required_beta(), None);
+    /// ```
+    pub fn required_beta(&self) -> Option<&'static str> {
+        match self {
+            Credential::OAuthBearer(_) => Some(super::OAUTH_BETA),
+            Credential::ApiKey(_) | Credential::Bearer(_) => None,
         }
     }
 }
@@ -47,6 +73,7 @@ impl std::fmt::Debug for Credential {
         match self {
             Credential::ApiKey(_) => f.write_str("Credential::ApiKey([REDACTED])"),
             Credential::Bearer(_) => f.write_str("Credential::Bearer([REDACTED])"),
+            Credential::OAuthBearer(_) => f.write_str("Credential::OAuthBearer([REDACTED])"),
         }
     }
 }
@@ -66,6 +93,18 @@ pub enum CredentialError {
     /// Could not be read.
     #[error("upstream credential unreadable: {0}")]
     Unreadable(String),
+    /// A token exchange (e.g. RFC 7523 jwt-bearer at `/v1/oauth/token`)
+    /// failed: unreachable, timed out, refused, or answered with something
+    /// that is not a usable access token. `message` never contains the
+    /// assertion or an access token.
+    #[error("upstream token exchange failed: {message}")]
+    Exchange {
+        /// The token endpoint's HTTP status, when it answered.
+        status: Option<u16>,
+        /// What went wrong (the endpoint's RFC 6749 §5.2 `error` code and,
+        /// when safe, a shortened `error_description`).
+        message: String,
+    },
 }
 
 /// Supplies the upstream credential for each forwarded request.
@@ -89,6 +128,14 @@ pub enum CredentialError {
 pub trait CredentialSource: Send + Sync + 'static {
     /// The credential to use now.
     async fn credential(&self) -> Result<Credential, CredentialError>;
+
+    /// Called by [`Upstream`](super::Upstream) when the API answered `401`
+    /// to a request made with `rejected`, which this source produced: a
+    /// caching source should drop that credential so the next call obtains
+    /// a fresh one. The default does nothing.
+    fn invalidate(&self, rejected: &Credential) {
+        let _ = rejected;
+    }
 }
 
 /// A fixed credential, e.g. read once from an environment variable.

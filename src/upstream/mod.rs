@@ -11,6 +11,17 @@
 //! `accept-encoding` is not forwarded, so responses arrive uncompressed and
 //! can be inspected.
 //!
+//! The gateway's credential comes from a [`CredentialSource`]: a fixed key
+//! ([`StaticCredential`]), a key file that may rotate ([`FileCredential`]),
+//! or no static key at all — [`FederatedCredential`] exchanges the gateway's
+//! own workload identity token for a short-lived access token at the API's
+//! `/v1/oauth/token`, as the official SDKs do. With such an access token
+//! ([`Credential::OAuthBearer`]) the request also carries the API beta
+//! [`OAUTH_BETA`], merged into the caller's `anthropic-beta` values without
+//! duplicating one; and a `401` from the API makes the source
+//! [invalidate](CredentialSource::invalidate) that token, so the next request
+//! uses a fresh one.
+//!
 //! Upstream responses, errors included, pass through unchanged except for
 //! hop-by-hop headers. If the upstream sends no response headers within the
 //! first-byte timeout (default 10 minutes, long generations included) the
@@ -30,6 +41,7 @@
 //! ```
 
 mod credential;
+mod federation;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -42,6 +54,11 @@ use tower::Service;
 
 pub use credential::{
     Credential, CredentialError, CredentialSource, FileCredential, StaticCredential,
+};
+pub use federation::{
+    DEFAULT_ADVISORY_REFRESH, DEFAULT_EXCHANGE_TIMEOUT, DEFAULT_MANDATORY_REFRESH, FEDERATION_BETA,
+    FederatedCredential, FederatedCredentialBuilder, JWT_BEARER_GRANT_TYPE, OAUTH_BETA,
+    TOKEN_ENDPOINT_PATH,
 };
 
 use crate::body::Body;
@@ -88,6 +105,14 @@ pub enum UpstreamConfigError {
     /// The TLS client could not be created.
     #[error("TLS client: {0}")]
     Tls(String),
+    /// A token endpoint over plain `http` to a host other than `localhost`,
+    /// `127.0.0.1` or `[::1]`: the exchange would carry the identity token
+    /// in clear text.
+    #[error("the token endpoint must use https (plain http only to localhost)")]
+    CleartextTokenEndpoint,
+    /// A required value is missing or empty (its name).
+    #[error("{0} is required")]
+    Incomplete(&'static str),
 }
 
 /// Forwards requests to the Anthropic API; see the [module docs](self).
@@ -187,6 +212,41 @@ pub(crate) fn filter_request_headers(src: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// Adds `flag` to the request's `anthropic-beta` values unless one of them
+/// already is exactly `flag` (comma-separated lists, several header lines and
+/// surrounding spaces are understood). When added, the values become one
+/// comma-separated header, like the SDK's.
+pub(crate) fn add_beta(h: &mut HeaderMap, flag: &'static str) {
+    const BETA: &str = "anthropic-beta";
+    let values: Vec<&HeaderValue> = h.get_all(BETA).iter().collect();
+    let mut flags: Vec<String> = Vec::new();
+    for v in &values {
+        let Ok(text) = v.to_str() else {
+            // Not visible ASCII: leave the caller's values alone, add ours.
+            h.append(BETA, HeaderValue::from_static(flag));
+            return;
+        };
+        flags.extend(
+            text.split(',')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    if flags.iter().any(|f| f == flag) {
+        return;
+    }
+    flags.push(flag.to_owned());
+    match HeaderValue::from_str(&flags.join(",")) {
+        Ok(v) => {
+            h.insert(BETA, v);
+        }
+        Err(_) => {
+            h.append(BETA, HeaderValue::from_static(flag));
+        }
+    }
+}
+
 /// Removes hop-by-hop headers, including any named by `Connection`.
 pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
     let named: Vec<HeaderName> = h
@@ -236,6 +296,9 @@ impl Inner {
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
+        if let Some(flag) = credential.required_beta() {
+            add_beta(out.headers_mut(), flag);
+        }
         let (name, value) = credential.header();
         match HeaderValue::from_str(&value) {
             Ok(mut v) => {
@@ -254,6 +317,9 @@ impl Inner {
                 Error::UpstreamUnavailable.into_response()
             }
             Ok(Ok(res)) => {
+                if res.status() == http::StatusCode::UNAUTHORIZED {
+                    self.credential.invalidate(&credential);
+                }
                 let (mut parts, body) = res.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
                 Response::from_parts(parts, Body::new(body))
@@ -320,6 +386,47 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("request-id"));
+    }
+
+    fn betas(h: &HeaderMap) -> Vec<&str> {
+        h.get_all("anthropic-beta")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn oauth_beta_is_merged_once() {
+        let mut h = HeaderMap::new();
+        add_beta(&mut h, OAUTH_BETA);
+        assert_eq!(betas(&h), ["oauth-2025-04-20"]);
+        add_beta(&mut h, OAUTH_BETA);
+        assert_eq!(betas(&h), ["oauth-2025-04-20"]);
+
+        let mut h = HeaderMap::new();
+        h.append("anthropic-beta", HeaderValue::from_static("a-1, b-2"));
+        h.append("anthropic-beta", HeaderValue::from_static("c-3"));
+        add_beta(&mut h, OAUTH_BETA);
+        assert_eq!(betas(&h), ["a-1,b-2,c-3,oauth-2025-04-20"]);
+
+        // Already there (in any line, with spaces): untouched.
+        let mut h = HeaderMap::new();
+        h.append("anthropic-beta", HeaderValue::from_static("x"));
+        h.append(
+            "anthropic-beta",
+            HeaderValue::from_static(" oauth-2025-04-20 ,y"),
+        );
+        add_beta(&mut h, OAUTH_BETA);
+        assert_eq!(betas(&h), ["x", " oauth-2025-04-20 ,y"]);
+
+        // A flag that merely starts with ours is another flag.
+        let mut h = HeaderMap::new();
+        h.insert(
+            "anthropic-beta",
+            HeaderValue::from_static("oauth-2025-04-20b"),
+        );
+        add_beta(&mut h, OAUTH_BETA);
+        assert_eq!(betas(&h), ["oauth-2025-04-20b,oauth-2025-04-20"]);
     }
 
     #[test]

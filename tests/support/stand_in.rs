@@ -13,18 +13,36 @@
 //! | `stand-in-error-<status>` | that HTTP status with its error type, e.g. 529 `overloaded_error` |
 //! | `stand-in-slow` | streams one delta every 200 ms for 60 s; a client that leaves early is counted in [`StandIn::disconnects`] (non-streaming: answers after 60 s) |
 //! | `stand-in-midstream-error` | streams `message_start`, then an `error` event (`overloaded_error`) and ends |
+//!
+//! It also serves the OAuth token endpoint of Anthropic's workload-identity
+//! federation, `POST /v1/oauth/token`, as the official SDKs use it: an
+//! RFC 7523 `jwt-bearer` grant in a JSON body, with the beta
+//! [`FEDERATION_BETA`]. It checks the grant type, that `assertion` is a
+//! well-formed, unexpired JWT (not its signature), the federation rule id and
+//! the organization id ([`StandInOptions`]); answers RFC 6749 §5.1 tokens
+//! (opaque `sk-ant-oat01-…` access tokens, `expires_in` =
+//! [`StandInOptions::access_token_lifetime`]) or RFC 6749 §5.2 errors
+//! (`400 invalid_request` / `unsupported_grant_type` / `invalid_grant`,
+//! `401 invalid_grant` for a rule or organization that does not match); and
+//! counts every exchange ([`StandIn::token_exchanges`]). The access tokens
+//! are accepted as `Authorization: Bearer` on the API only with the API beta
+//! [`OAUTH_BETA`], as the real API does; otherwise, or once expired or
+//! revoked ([`StandIn::revoke_access_tokens`]), `401 authentication_error`.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::serve::ListenerExt;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
@@ -34,6 +52,18 @@ use serde_json::{Value, json};
 pub const STAND_IN_API_KEY: &str = "sk-ant-stand-in-upstream-key";
 /// The `anthropic-organization-id` header on every stand-in response.
 pub const STAND_IN_ORGANIZATION_ID: &str = "00000000-0000-4000-8000-000000000001";
+/// The federation rule id the token endpoint accepts by default.
+pub const STAND_IN_FEDERATION_RULE_ID: &str = "fdrl_01StandInFederationRule";
+/// The RFC 7523 §2.1 grant type the token endpoint accepts.
+pub const JWT_BEARER_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// The beta a `jwt-bearer` exchange must carry in `anthropic-beta`.
+pub const FEDERATION_BETA: &str = "oidc-federation-2026-04-01";
+/// The beta an API request with an OAuth access token must carry.
+pub const OAUTH_BETA: &str = "oauth-2025-04-20";
+/// Prefix of the access tokens the token endpoint issues.
+pub const ACCESS_TOKEN_PREFIX: &str = "sk-ant-oat01-";
+/// Default `expires_in` of issued access tokens (federation tokens live ≤ 10 minutes).
+pub const DEFAULT_ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(600);
 /// Model that streams one delta every [`SLOW_DELTA_INTERVAL`] for [`SLOW_TOTAL`].
 pub const SLOW_MODEL: &str = "stand-in-slow";
 /// Model whose stream carries an `error` event right after `message_start`.
@@ -131,6 +161,16 @@ pub struct StandInOptions {
     pub chunking: Chunking,
     /// Where to listen (default `127.0.0.1:0`, a free port).
     pub bind: SocketAddr,
+    /// The only `federation_rule_id` the token endpoint accepts (default
+    /// [`STAND_IN_FEDERATION_RULE_ID`]).
+    pub federation_rule_id: String,
+    /// The only `organization_id` the token endpoint accepts (default
+    /// [`STAND_IN_ORGANIZATION_ID`]).
+    pub organization_id: String,
+    /// `expires_in` of the access tokens issued from now on (default
+    /// [`DEFAULT_ACCESS_TOKEN_LIFETIME`]); see also
+    /// [`StandIn::set_access_token_lifetime`].
+    pub access_token_lifetime: Duration,
 }
 
 impl Default for StandInOptions {
@@ -139,6 +179,9 @@ impl Default for StandInOptions {
             api_key: STAND_IN_API_KEY.to_owned(),
             chunking: Chunking::default(),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            federation_rule_id: STAND_IN_FEDERATION_RULE_ID.to_owned(),
+            organization_id: STAND_IN_ORGANIZATION_ID.to_owned(),
+            access_token_lifetime: DEFAULT_ACCESS_TOKEN_LIFETIME,
         }
     }
 }
@@ -180,6 +223,15 @@ struct Shared {
     received: Mutex<Vec<ReceivedRequest>>,
     disconnects: AtomicUsize,
     completed_streams: AtomicUsize,
+    token_exchanges: AtomicUsize,
+    access_token_lifetime: Mutex<Duration>,
+    access_tokens: Mutex<HashMap<String, IssuedToken>>,
+}
+
+/// An access token the token endpoint issued.
+struct IssuedToken {
+    expires_at: Instant,
+    revoked: bool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -212,10 +264,13 @@ impl StandIn {
             .local_addr()
             .expect("stand-in: listener has no local address");
         let shared = Arc::new(Shared {
+            access_token_lifetime: Mutex::new(options.access_token_lifetime),
             options,
             received: Mutex::new(Vec::new()),
             disconnects: AtomicUsize::new(0),
             completed_streams: AtomicUsize::new(0),
+            token_exchanges: AtomicUsize::new(0),
+            access_tokens: Mutex::new(HashMap::new()),
         });
         let app = Router::new()
             .fallback(handle)
@@ -260,6 +315,29 @@ impl StandIn {
     /// Streams whose every byte was handed to the connection.
     pub fn completed_streams(&self) -> usize {
         self.shared.completed_streams.load(Ordering::SeqCst)
+    }
+
+    /// Requests received at `POST /v1/oauth/token`, refused ones included.
+    pub fn token_exchanges(&self) -> usize {
+        self.shared.token_exchanges.load(Ordering::SeqCst)
+    }
+
+    /// Access tokens issued so far.
+    pub fn access_tokens_issued(&self) -> usize {
+        lock(&self.shared.access_tokens).len()
+    }
+
+    /// The `expires_in` of access tokens issued from now on.
+    pub fn set_access_token_lifetime(&self, lifetime: Duration) {
+        *lock(&self.shared.access_token_lifetime) = lifetime;
+    }
+
+    /// Revokes every access token issued so far: the API answers them with
+    /// `401 authentication_error` from now on.
+    pub fn revoke_access_tokens(&self) {
+        for token in lock(&self.shared.access_tokens).values_mut() {
+            token.revoked = true;
+        }
     }
 
     /// Waits until [`StandIn::disconnects`] reaches `count`, for at most
@@ -352,21 +430,28 @@ impl Call<'_> {
         headers: &HeaderMap,
         body: &Bytes,
     ) -> Response {
+        if *method == Method::POST && path == "/v1/oauth/token" {
+            return self.token_exchange(headers, body);
+        }
         // The key may come as `x-api-key` or, as the official SDKs 2.x send
         // it, as `Authorization: Bearer`; `x-api-key` wins when both are set.
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
-        match headers
-            .get("x-api-key")
-            .map(HeaderValue::as_bytes)
-            .or(bearer)
-        {
-            None => return self.error(401, "x-api-key header is required"),
-            Some(key) if key != self.shared.options.api_key.as_bytes() => {
-                return self.error(401, "invalid x-api-key");
+        let api_key = headers.get("x-api-key").map(HeaderValue::as_bytes);
+        match (api_key, bearer) {
+            (None, Some(token)) if token.starts_with(ACCESS_TOKEN_PREFIX.as_bytes()) => {
+                if let Some(refusal) = self.check_access_token(token, headers) {
+                    return refusal;
+                }
             }
-            Some(_) => {}
+            _ => match api_key.or(bearer) {
+                None => return self.error(401, "x-api-key header is required"),
+                Some(key) if key != self.shared.options.api_key.as_bytes() => {
+                    return self.error(401, "invalid x-api-key");
+                }
+                Some(_) => {}
+            },
         }
         if !headers.contains_key("anthropic-version") {
             return self.error(400, "anthropic-version: header is required");
@@ -384,6 +469,139 @@ impl Call<'_> {
             }
             _ => self.error(404, "Not Found"),
         }
+    }
+
+    /// An OAuth access token on the API: needs the [`OAUTH_BETA`] beta, and
+    /// must be one this stand-in issued, unexpired and unrevoked. `None` when
+    /// it is accepted.
+    fn check_access_token(&self, token: &[u8], headers: &HeaderMap) -> Option<Response> {
+        if !beta_flags(headers).iter().any(|f| f == OAUTH_BETA) {
+            return Some(self.error(401, "OAuth authentication is currently not supported."));
+        }
+        let token = std::str::from_utf8(token).ok()?;
+        let tokens = lock(&self.shared.access_tokens);
+        match tokens.get(token) {
+            Some(t) if t.revoked => Some(self.error(401, "Invalid bearer token")),
+            Some(t) if t.expires_at <= Instant::now() => Some(self.error(
+                401,
+                "OAuth token has expired. Please obtain a new token or refresh your existing token.",
+            )),
+            Some(_) => None,
+            None => Some(self.error(401, "Invalid bearer token")),
+        }
+    }
+
+    /// `POST /v1/oauth/token`: the RFC 7523 `jwt-bearer` exchange.
+    fn token_exchange(&self, headers: &HeaderMap, body: &Bytes) -> Response {
+        self.shared.token_exchanges.fetch_add(1, Ordering::SeqCst);
+        let refuse =
+            |status: u16, error: &str, description: &str| oauth_error(status, error, description);
+        if !beta_flags(headers).iter().any(|f| f == FEDERATION_BETA) {
+            return refuse(
+                400,
+                "invalid_request",
+                "jwt-bearer grants require the anthropic-beta header oidc-federation-2026-04-01",
+            );
+        }
+        let json_body = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
+        if !json_body {
+            return refuse(
+                400,
+                "invalid_request",
+                "content-type must be application/json",
+            );
+        }
+        let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(body) else {
+            return refuse(400, "invalid_request", "the body must be a JSON object");
+        };
+        let field = |name: &str| {
+            request
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        match field("grant_type") {
+            None => return refuse(400, "invalid_request", "grant_type is required"),
+            Some(JWT_BEARER_GRANT_TYPE) => {}
+            Some(_) => {
+                return refuse(
+                    400,
+                    "unsupported_grant_type",
+                    "only jwt-bearer is supported here",
+                );
+            }
+        }
+        for name in ["assertion", "federation_rule_id", "organization_id"] {
+            if field(name).is_none() {
+                return refuse(400, "invalid_request", &format!("{name} is required"));
+            }
+        }
+        for name in ["service_account_id", "workspace_id"] {
+            if request.contains_key(name) && field(name).is_none() {
+                return refuse(
+                    400,
+                    "invalid_request",
+                    &format!("{name} must be a non-empty string"),
+                );
+            }
+        }
+        let Some(claims) = field("assertion").and_then(jwt_claims) else {
+            return refuse(
+                400,
+                "invalid_grant",
+                "the assertion is not a well-formed JWT",
+            );
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .is_none_or(|exp| exp <= now)
+        {
+            return refuse(
+                400,
+                "invalid_grant",
+                "the assertion has expired or has no exp",
+            );
+        }
+        if field("federation_rule_id") != Some(self.shared.options.federation_rule_id.as_str())
+            || field("organization_id") != Some(self.shared.options.organization_id.as_str())
+        {
+            return refuse(
+                401,
+                "invalid_grant",
+                "no federation rule of this organization matches the assertion",
+            );
+        }
+        let lifetime = *lock(&self.shared.access_token_lifetime);
+        let token = format!("{ACCESS_TOKEN_PREFIX}{}", uuid::Uuid::now_v7().simple());
+        lock(&self.shared.access_tokens).insert(
+            token.clone(),
+            IssuedToken {
+                expires_at: Instant::now() + lifetime,
+                revoked: false,
+            },
+        );
+        let mut response = json_response(
+            StatusCode::OK,
+            &json!({
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": lifetime.as_secs(),
+            }),
+        );
+        no_store(&mut response);
+        response
     }
 
     /// Parses a JSON object body, or gives the 400 the API gives.
@@ -753,6 +971,57 @@ fn sse_response(shared: &Arc<Shared>, events: Vec<Event>) -> Response {
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// The flags of every `anthropic-beta` header, trimmed.
+fn beta_flags(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all("anthropic-beta")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|f| f.trim().to_owned())
+        .filter(|f| !f.is_empty())
+        .collect()
+}
+
+/// The claims of a structurally valid JWS compact JWT (RFC 7519 §7.2:
+/// three base64url parts, a JSON header with a non-`none` `alg`, a JSON
+/// object payload); the signature is not checked.
+fn jwt_claims(token: &str) -> Option<serde_json::Map<String, Value>> {
+    let parts: Vec<&str> = token.split('.').collect();
+    let [head, payload, signature] = parts.as_slice() else {
+        return None;
+    };
+    let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).ok();
+    decode(signature).filter(|s| !s.is_empty())?;
+    let header: Value = serde_json::from_slice(&decode(head)?).ok()?;
+    let alg = header.get("alg").and_then(Value::as_str)?;
+    if alg.eq_ignore_ascii_case("none") {
+        return None;
+    }
+    match serde_json::from_slice(&decode(payload)?).ok()? {
+        Value::Object(claims) => Some(claims),
+        _ => None,
+    }
+}
+
+/// An RFC 6749 §5.2 error response.
+fn oauth_error(status: u16, error: &str, description: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = json_response(
+        status,
+        &json!({"error": error, "error_description": description}),
+    );
+    no_store(&mut response);
+    response
+}
+
+/// RFC 6749 §5.1: token responses are not cached.
+fn no_store(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response {
