@@ -551,6 +551,7 @@ mod tests {
             scopes: vec!["messages:write".into()],
             token_id: Some("jti-1".into()),
             expires_at: Some(1_900_000_000),
+            attributes: Default::default(),
             claims,
         };
         RequestRecord {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::{BuildError, Gateway, GatewayService};
 use crate::audit::AuditStore;
 use crate::identity::dev::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer};
-use crate::identity::{Algorithm, IssuerSet, JwtVerifier, KeySource};
+use crate::identity::{IssuerConfig, IssuerSet};
 use crate::upstream::{
     ANTHROPIC_API_URL, CredentialSource, FederatedCredential, FileCredential, StaticCredential,
     Upstream,
@@ -149,15 +149,33 @@ impl UpstreamConfig {
     }
 }
 
-/// `[identity]`: the trusted token issuer.
+/// `[identity]`: the trusted token issuers.
 ///
-/// With `issuer` set, keys come from `jwks_file`, else `jwks_url`, else OIDC
-/// discovery. Without it, only the development issuer is trusted.
+/// Each `[[identity.issuers]]` table is one issuer ([`IssuerConfig`]: preset,
+/// audiences, algorithms, `typ`, keys, claim mapping, `require`, group
+/// rules). The single-issuer keys (`issuer`, `jwks_file`, `jwks_url`,
+/// `audience`, `groups_claim`, `algorithms`, `leeway_secs`, `require_typ`)
+/// remain as a shorthand for one more entry, listed first. With `issuer`
+/// set, keys come from `jwks_file`, else `jwks_url`, else OIDC discovery.
+/// Without any issuer, only the development issuer is trusted. See
+/// `docs/identity.md`.
 ///
 /// ```
-/// let i = skillgate::gateway::IdentityConfig::default();
+/// use skillgate::gateway::IdentityConfig;
+/// let i = IdentityConfig::default();
 /// assert!(i.dev_issuer_enabled());
 /// assert_eq!(i.audience, "skillgate");
+///
+/// let i: IdentityConfig = toml::from_str(r#"
+///     [[issuers]]
+///     preset = "kubernetes"
+///     issuer = "https://kubernetes.default.svc.cluster.local"
+///     audience = "skillgate"
+///     jwks_file = "/etc/skillgate/cluster-jwks.json"
+///     group_rules = [{ when = { "kubernetes.io.namespace" = "billing" }, groups = ["billing"] }]
+/// "#).unwrap();
+/// assert_eq!(i.issuers.len(), 1);
+/// assert!(!i.dev_issuer_enabled());
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -182,6 +200,8 @@ pub struct IdentityConfig {
     pub dev_issuer: Option<bool>,
     /// The development issuer's key file (default `./skillgate-dev-issuer.json`).
     pub dev_key_file: PathBuf,
+    /// Further issuers, each configured on its own (`[[identity.issuers]]`).
+    pub issuers: Vec<IssuerConfig>,
 }
 
 impl Default for IdentityConfig {
@@ -197,14 +217,30 @@ impl Default for IdentityConfig {
             require_typ: None,
             dev_issuer: None,
             dev_key_file: PathBuf::from("./skillgate-dev-issuer.json"),
+            issuers: Vec::new(),
         }
     }
 }
 
 impl IdentityConfig {
-    /// Whether the development issuer is trusted.
+    /// Whether the development issuer is trusted (default: only when no
+    /// other issuer is configured).
     pub fn dev_issuer_enabled(&self) -> bool {
-        self.dev_issuer.unwrap_or(self.issuer.is_none())
+        self.dev_issuer
+            .unwrap_or(self.issuer.is_none() && self.issuers.is_empty())
+    }
+
+    /// The shorthand keys as one issuer entry, if `issuer` is set.
+    pub fn shorthand_issuer(&self) -> Option<IssuerConfig> {
+        let issuer = self.issuer.as_ref()?;
+        let mut c = IssuerConfig::new(issuer.clone(), [self.audience.clone()]);
+        c.jwks_file = self.jwks_file.clone();
+        c.jwks_url = self.jwks_url.clone();
+        c.groups_claim = Some(vec![self.groups_claim.clone()]);
+        c.algorithms = self.algorithms.clone();
+        c.leeway_secs = Some(self.leeway_secs);
+        c.typ = self.require_typ.clone().map(|t| vec![t]);
+        Some(c)
     }
 }
 
@@ -314,17 +350,6 @@ impl std::fmt::Debug for Assembled {
     }
 }
 
-fn parse_algorithm(name: &str) -> Result<Algorithm, ConfigError> {
-    name.parse::<Algorithm>()
-        .ok()
-        .filter(|a| crate::identity::SUPPORTED_ALGORITHMS.contains(a))
-        .ok_or_else(|| {
-            ConfigError::Invalid(format!(
-                "identity.algorithms: {name:?} is not an accepted asymmetric algorithm"
-            ))
-        })
-}
-
 impl GatewayConfig {
     /// Reads a TOML file.
     ///
@@ -357,39 +382,48 @@ impl GatewayConfig {
     /// [`ConfigError::Invalid`] for an inconsistent identity section.
     pub fn verifier(&self) -> Result<(IssuerSet, Option<Arc<DevIssuer>>), ConfigError> {
         let id = &self.identity;
-        let mut set = IssuerSet::new();
-        if let Some(issuer) = &id.issuer {
-            let source = match (&id.jwks_file, &id.jwks_url) {
-                (Some(f), _) => KeySource::JwksFile(f.clone()),
-                (None, Some(u)) => KeySource::JwksUrl(u.clone()),
-                (None, None) => KeySource::Discovery,
-            };
-            let mut b = JwtVerifier::builder(issuer.clone())
-                .audience(id.audience.clone())
-                .groups_claim(id.groups_claim.clone())
-                .leeway(Duration::from_secs(id.leeway_secs))
-                .keys(source);
-            if let Some(algs) = &id.algorithms {
-                b = b.algorithms(
-                    algs.iter()
-                        .map(|a| parse_algorithm(a))
-                        .collect::<Result<Vec<_>, _>>()?,
-                );
-            }
-            if let Some(t) = &id.require_typ {
-                b = b.require_typ(t.clone());
-            }
-            let v = b
-                .build()
-                .map_err(|e| ConfigError::Invalid(format!("identity: {e}")))?;
-            set = set.with(issuer.clone(), v);
-        } else if id.jwks_file.is_some() || id.jwks_url.is_some() {
+        if id.issuer.is_none() && (id.jwks_file.is_some() || id.jwks_url.is_some()) {
             return Err(ConfigError::Invalid(
                 "identity.jwks_file / jwks_url need identity.issuer (tokens are checked against it)".into(),
             ));
         }
+        let mut entries: Vec<(String, IssuerConfig)> = Vec::new();
+        if let Some(c) = id.shorthand_issuer() {
+            entries.push(("identity".into(), c));
+        }
+        for (i, c) in id.issuers.iter().enumerate() {
+            let what = c
+                .effective_issuer()
+                .map(str::to_owned)
+                .or_else(|| c.preset.map(|p| format!("preset {p}")))
+                .unwrap_or_default();
+            entries.push((format!("identity.issuers[{i}] ({what})"), c.clone()));
+        }
+        let mut set = IssuerSet::new();
+        // Every accepted `iss` routes to exactly one verifier.
+        let mut seen: Vec<(String, String)> = Vec::new();
+        let mut claim = |iss: &str, place: &str| -> Result<(), ConfigError> {
+            if let Some((_, first)) = seen.iter().find(|(i, _)| i == iss) {
+                return Err(ConfigError::Invalid(format!(
+                    "{place}: issuer {iss:?} is already configured by {first}; \
+                     one issuer has one entry (list several audiences there)"
+                )));
+            }
+            seen.push((iss.to_owned(), place.to_owned()));
+            Ok(())
+        };
+        for (place, c) in &entries {
+            let v = c
+                .verifier()
+                .map_err(|e| ConfigError::Invalid(format!("{place}: {e}")))?;
+            for iss in v.accepted_issuers() {
+                claim(iss, place)?;
+            }
+            set = set.with_jwt(v);
+        }
         let dev = if id.dev_issuer_enabled() {
             let dev = Arc::new(self.dev_issuer()?);
+            claim(dev.issuer(), "identity.dev_issuer")?;
             set = set.with(dev.issuer().to_owned(), dev.verifier(&id.audience));
             Some(dev)
         } else {
@@ -397,7 +431,7 @@ impl GatewayConfig {
         };
         if set.issuers().next().is_none() {
             return Err(ConfigError::Invalid(
-                "no trusted issuer: set identity.issuer or enable the dev issuer".into(),
+                "no trusted issuer: set identity.issuer, add [[identity.issuers]], or enable the dev issuer".into(),
             ));
         }
         Ok((set, dev))

@@ -1,7 +1,6 @@
 //! [`JwtVerifier`]: OIDC / OAuth 2.0 JWT access-token verification
 //! (RFC 7519, RFC 8725 best practices, RFC 9068 profile), built on `jsonwebtoken`.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +13,8 @@ use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde_json::{Map, Value};
 
 use super::jwks::{KeySource, KeyStore, KeyStoreOptions};
-use super::principal::{claim_path, string_list};
+use super::mapping::{ClaimMapping, Conditions, GroupRule, MappingError, TypRule};
+use super::presets::Preset;
 use super::{AuthError, Principal, TokenVerifier};
 
 /// Largest token accepted, in bytes (16 KiB). Longer ones are refused before parsing.
@@ -61,6 +61,19 @@ pub enum ConfigError {
     /// The HTTPS client could not be created (no root certificates).
     #[error("HTTP client: {0}")]
     Client(String),
+    /// A claim path in the mapping is empty or has an empty segment.
+    #[error("claim mapping: {0}")]
+    BadMapping(MappingError),
+    /// An issuer alias is empty or repeats the issuer.
+    #[error("issuer alias {0:?} is empty or repeats the issuer")]
+    BadAlias(String),
+    /// A public issuer ([`Preset::is_public`]) without any `require` condition
+    /// would accept tokens anyone can obtain.
+    #[error(
+        "preset {0} accepts tokens anyone can obtain for any audience: add a `require` condition \
+         (for example repository_owner = \"acme\", or email = \"*@my-project.iam.gserviceaccount.com\")"
+    )]
+    UnrestrictedPublicIssuer(Preset),
 }
 
 /// Verifies JWTs from one issuer.
@@ -92,12 +105,13 @@ pub struct JwtVerifier {
 
 struct Inner {
     issuer: String,
+    /// `issuer` first, then its aliases: every accepted `iss`.
+    accepted_issuers: Vec<String>,
     audiences: Vec<String>,
     algorithms: Vec<Algorithm>,
     leeway: u64,
-    required_typ: Option<String>,
-    groups_claim: String,
-    subject_claim: String,
+    typ: TypRule,
+    mapping: ClaimMapping,
     keys: KeyStore,
 }
 
@@ -108,9 +122,10 @@ pub struct JwtVerifierBuilder {
     audiences: Vec<String>,
     algorithms: Vec<Algorithm>,
     leeway: Duration,
-    required_typ: Option<String>,
-    groups_claim: String,
-    subject_claim: String,
+    typ: TypRule,
+    mapping: ClaimMapping,
+    aliases: Vec<String>,
+    preset: Option<Preset>,
     source: Option<KeySource>,
     options: KeyStoreOptions,
 }
@@ -123,17 +138,28 @@ impl JwtVerifier {
             audiences: Vec::new(),
             algorithms: SUPPORTED_ALGORITHMS.to_vec(),
             leeway: Duration::from_secs(60),
-            required_typ: None,
-            groups_claim: "groups".into(),
-            subject_claim: "sub".into(),
+            typ: TypRule::Any,
+            mapping: ClaimMapping::default(),
+            aliases: Vec::new(),
+            preset: None,
             source: None,
             options: KeyStoreOptions::default(),
         }
     }
 
-    /// The issuer this verifier accepts.
+    /// The issuer this verifier accepts (and puts in every principal).
     pub fn issuer(&self) -> &str {
         &self.inner.issuer
+    }
+
+    /// Every accepted `iss` value: the issuer, then its aliases.
+    pub fn accepted_issuers(&self) -> impl Iterator<Item = &str> {
+        self.inner.accepted_issuers.iter().map(String::as_str)
+    }
+
+    /// The claim mapping in use.
+    pub fn mapping(&self) -> &ClaimMapping {
+        &self.inner.mapping
     }
 
     /// Loads the signing keys now (discovery, JWKS fetch or file read), so a
@@ -177,22 +203,106 @@ impl JwtVerifierBuilder {
     }
 
     /// Requires the `typ` header, compared case-insensitively with an optional
-    /// `application/` prefix (RFC 9068 §4 uses `at+jwt`).
+    /// `application/` prefix (RFC 9068 §4 uses `at+jwt`). Same as
+    /// `typ_rule(TypRule::Require(vec![typ]))`.
     pub fn require_typ(mut self, typ: impl Into<String>) -> Self {
-        self.required_typ = Some(typ.into());
+        self.typ = TypRule::Require(vec![typ.into()]);
+        self
+    }
+
+    /// Replaces the `typ` header rule (default [`TypRule::Any`]).
+    pub fn typ_rule(mut self, rule: TypRule) -> Self {
+        self.typ = rule;
+        self
+    }
+
+    /// Also accepts tokens whose `iss` is `alias` (another spelling of the
+    /// same issuer, e.g. Google's `accounts.google.com`). The principal's
+    /// issuer is still the configured one.
+    pub fn issuer_alias(mut self, alias: impl Into<String>) -> Self {
+        let alias = alias.into();
+        if !self.aliases.contains(&alias) {
+            self.aliases.push(alias);
+        }
+        self
+    }
+
+    /// Applies a [`Preset`]'s defaults: algorithms, `typ` rule, issuer
+    /// aliases, and the whole claim mapping (replacing earlier mapping
+    /// calls). Call it first, then override field by field; the key source
+    /// becomes the preset's default only if none is set yet.
+    pub fn preset(mut self, preset: Preset) -> Self {
+        self.algorithms = preset.algorithms();
+        self.typ = preset.typ_rule();
+        self.mapping = preset.mapping();
+        for a in preset.issuer_aliases() {
+            self = self.issuer_alias(*a);
+        }
+        if self.source.is_none() {
+            self.source = preset.default_keys(&self.issuer);
+        }
+        self.preset = Some(preset);
+        self
+    }
+
+    /// Replaces the whole claim mapping (see [`ClaimMapping`]).
+    pub fn mapping(mut self, mapping: ClaimMapping) -> Self {
+        self.mapping = mapping;
         self
     }
 
     /// The dot-separated claim path that holds groups (default `groups`;
-    /// Entra ID uses `roles`, Keycloak `realm_access.roles`).
+    /// Entra ID uses `roles`, Keycloak `realm_access.roles`). Replaces the
+    /// list set by [`groups_claims`](Self::groups_claims).
     pub fn groups_claim(mut self, path: impl Into<String>) -> Self {
-        self.groups_claim = path.into();
+        self.mapping.groups = vec![path.into()];
+        self
+    }
+
+    /// Every claim path that holds groups; their values are concatenated.
+    pub fn groups_claims<I: IntoIterator<Item = S>, S: Into<String>>(mut self, paths: I) -> Self {
+        self.mapping.groups = paths.into_iter().map(Into::into).collect();
         self
     }
 
     /// The claim that names the subject (default `sub`).
     pub fn subject_claim(mut self, claim: impl Into<String>) -> Self {
-        self.subject_claim = claim.into();
+        self.mapping.subject = claim.into();
+        self
+    }
+
+    /// The claim paths that hold scopes (default `scope`, `scp`).
+    pub fn scopes_claims<I: IntoIterator<Item = S>, S: Into<String>>(mut self, paths: I) -> Self {
+        self.mapping.scopes = paths.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The claim paths naming the client, first present wins (default
+    /// `client_id`, `azp`, `appid`, `cid`).
+    pub fn client_id_claims<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        paths: I,
+    ) -> Self {
+        self.mapping.client_id = paths.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds (or replaces) the principal attribute `name`, read from claim `path`.
+    pub fn attribute(mut self, name: impl Into<String>, path: impl Into<String>) -> Self {
+        self.mapping.attributes.insert(name.into(), path.into());
+        self
+    }
+
+    /// Adds a group rule (applied after the earlier ones).
+    pub fn group_rule(mut self, rule: GroupRule) -> Self {
+        self.mapping.rules.push(rule);
+        self
+    }
+
+    /// Adds conditions every token must meet, replacing earlier ones on the
+    /// same claim path. Tokens that fail get [`AuthError::ClaimsNotAccepted`].
+    pub fn require(mut self, conditions: &Conditions) -> Self {
+        self.mapping.require = std::mem::take(&mut self.mapping.require).merge(conditions);
         self
     }
 
@@ -242,6 +352,20 @@ impl JwtVerifierBuilder {
         {
             return Err(ConfigError::BadAlgorithms(format!("{bad:?}")));
         }
+        self.mapping.validate().map_err(ConfigError::BadMapping)?;
+        if let Some(a) = self
+            .aliases
+            .iter()
+            .find(|a| a.is_empty() || **a == self.issuer)
+        {
+            return Err(ConfigError::BadAlias(a.clone()));
+        }
+        if let Some(p) = self.preset
+            && p.is_public()
+            && self.mapping.require.is_empty()
+        {
+            return Err(ConfigError::UnrestrictedPublicIssuer(p));
+        }
         let source = self.source.ok_or(ConfigError::NoKeySource)?;
         let client = match source {
             KeySource::Discovery | KeySource::JwksUrl(_) => Some(
@@ -251,22 +375,24 @@ impl JwtVerifierBuilder {
             _ => None,
         };
         let keys = KeyStore::new(self.issuer.clone(), source, self.options, client);
+        let mut accepted_issuers = vec![self.issuer.clone()];
+        accepted_issuers.extend(self.aliases);
         Ok(JwtVerifier {
             inner: Arc::new(Inner {
                 issuer: self.issuer,
+                accepted_issuers,
                 audiences: self.audiences,
                 algorithms: self.algorithms,
                 leeway: self.leeway.as_secs(),
-                required_typ: self.required_typ,
-                groups_claim: self.groups_claim,
-                subject_claim: self.subject_claim,
+                typ: self.typ,
+                mapping: self.mapping,
                 keys,
             }),
         })
     }
 }
 
-fn typ_matches(got: Option<&str>, want: &str) -> bool {
+pub(crate) fn typ_matches(got: Option<&str>, want: &str) -> bool {
     let norm = |s: &str| {
         let s = s.to_ascii_lowercase();
         s.strip_prefix("application/")
@@ -346,9 +472,7 @@ impl Inner {
         if header.crit.is_some() {
             return Err(AuthError::UnsupportedCritical);
         }
-        if let Some(want) = &self.required_typ
-            && !typ_matches(header.typ.as_deref(), want)
-        {
+        if !self.typ.allows(header.typ.as_deref()) {
             return Err(AuthError::WrongType);
         }
         let keys = self.keys.keys(header.kid.as_deref()).await?;
@@ -366,7 +490,7 @@ impl Inner {
         }
         let mut validation = Validation::new(header.alg);
         validation.algorithms = vec![header.alg];
-        validation.set_issuer(&[&self.issuer]);
+        validation.set_issuer(&self.accepted_issuers);
         validation.set_audience(&self.audiences);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.leeway = self.leeway;
@@ -386,33 +510,9 @@ impl Inner {
         Err(last)
     }
 
+    /// Maps verified claims to the principal (see [`ClaimMapping`]).
     fn principal(&self, claims: Map<String, Value>) -> Result<Principal, AuthError> {
-        let str_claim = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
-        let subject = claim_path(&claims, &self.subject_claim)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .ok_or(AuthError::MissingClaim("sub"))?;
-        let issuer = str_claim("iss").ok_or(AuthError::MissingClaim("iss"))?;
-        let client_id = ["client_id", "azp", "appid", "cid"]
-            .iter()
-            .find_map(|c| str_claim(c));
-        let groups = string_list(claim_path(&claims, &self.groups_claim), false);
-        let mut scopes = string_list(claims.get("scope"), true);
-        scopes.extend(string_list(claims.get("scp"), true));
-        let mut seen = HashSet::new();
-        scopes.retain(|s| seen.insert(s.clone()));
-        let expires_at = claims.get("exp").and_then(Value::as_i64);
-        Ok(Principal {
-            issuer,
-            subject,
-            client_id,
-            groups,
-            scopes,
-            token_id: str_claim("jti"),
-            expires_at,
-            claims,
-        })
+        self.mapping.principal(&self.issuer, claims)
     }
 }
 

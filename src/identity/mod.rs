@@ -4,6 +4,10 @@
 //! - [`IdentityLayer`] / [`IdentityService`]: the middleware.
 //! - [`TokenVerifier`]: the plug-in trait; [`JwtVerifier`] verifies OIDC/OAuth
 //!   JWTs from any standards-compliant IdP; [`IssuerSet`] routes by issuer.
+//! - [`IssuerConfig`] / [`Preset`]: one issuer's configuration, with claim
+//!   layouts of real IdPs (Entra ID, Okta, Google, Kubernetes, GitHub
+//!   Actions, SPIFFE); [`ClaimMapping`], [`Conditions`] and [`GroupRule`]
+//!   turn claims into a principal and groups (`docs/identity.md`).
 //! - [`dev::DevIssuer`]: a local issuer for trying things out.
 //!
 //! The token is read from `Authorization: Bearer …` (RFC 6750 §2.1) or
@@ -46,6 +50,8 @@ pub mod dev;
 mod jwks;
 mod jwt;
 mod layer;
+mod mapping;
+mod presets;
 mod principal;
 mod verifier;
 
@@ -54,6 +60,8 @@ pub use jwt::{
     ConfigError, JwtVerifier, JwtVerifierBuilder, MAX_TOKEN_BYTES, SUPPORTED_ALGORITHMS,
 };
 pub use layer::{CREDENTIAL_HEADERS, IdentityLayer, IdentityService, ResponseFuture};
+pub use mapping::{ClaimMapping, Conditions, Glob, GroupRule, MappingError, TypRule, ValuePattern};
+pub use presets::{GITHUB_ACTIONS_ISSUER, GOOGLE_ISSUER, IssuerConfig, IssuerConfigError, Preset};
 pub use principal::Principal;
 pub use verifier::{AuthError, IssuerSet, TokenVerifier};
 

@@ -69,6 +69,9 @@ pub enum AuthError {
     /// The token was revoked.
     #[error("token revoked")]
     Revoked,
+    /// The token's claims do not meet the issuer's `require` conditions.
+    #[error("token claims not accepted by this issuer")]
+    ClaimsNotAccepted,
 }
 
 /// Verifies a caller's credential and yields its [`Principal`].
@@ -140,7 +143,16 @@ impl IssuerSet {
         self
     }
 
-    /// The configured issuer identifiers.
+    /// Adds a JWT verifier under each `iss` it accepts (its issuer and aliases).
+    pub fn with_jwt(mut self, verifier: super::JwtVerifier) -> Self {
+        let issuers: Vec<String> = verifier.accepted_issuers().map(str::to_owned).collect();
+        for iss in issuers {
+            self = self.with(iss, verifier.clone());
+        }
+        self
+    }
+
+    /// The configured issuer identifiers (aliases included).
     pub fn issuers(&self) -> impl Iterator<Item = &str> {
         self.verifiers.iter().map(|(i, _)| i.as_str())
     }
