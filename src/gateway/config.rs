@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::{BuildError, Gateway, GatewayService};
 use crate::audit::AuditStore;
 use crate::identity::dev::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer};
+use crate::identity::federation::{Federation, FederationConfig};
 use crate::identity::{Algorithm, IssuerSet, JwtVerifier, KeySource};
 use crate::upstream::{
     ANTHROPIC_API_URL, CredentialSource, FileCredential, StaticCredential, Upstream,
@@ -52,6 +53,9 @@ pub struct GatewayConfig {
     pub identity: IdentityConfig,
     /// Where exchanges are recorded.
     pub audit: AuditConfig,
+    /// The workload-identity token endpoint (`[federation]`, see
+    /// [`FederationConfig`]); off unless rules are configured.
+    pub federation: FederationConfig,
 }
 
 impl Default for GatewayConfig {
@@ -62,6 +66,7 @@ impl Default for GatewayConfig {
             upstream: UpstreamConfig::default(),
             identity: IdentityConfig::default(),
             audit: AuditConfig::default(),
+            federation: FederationConfig::default(),
         }
     }
 }
@@ -219,6 +224,8 @@ pub struct Assembled {
     pub audit: Arc<dyn AuditStore>,
     /// The development issuer, when trusted.
     pub dev_issuer: Option<Arc<DevIssuer>>,
+    /// The token endpoint and its revocation store, when `[federation]` has rules.
+    pub federation: Option<Federation>,
 }
 
 impl std::fmt::Debug for Assembled {
@@ -357,6 +364,15 @@ impl GatewayConfig {
         store: Arc<dyn AuditStore>,
     ) -> Result<Assembled, ConfigError> {
         let (verifier, dev_issuer) = self.verifier()?;
+        let federation = self
+            .federation
+            .build(&verifier)
+            .await
+            .map_err(|e| ConfigError::Invalid(format!("federation: {e}")))?;
+        let verifier = match &federation {
+            Some(f) => f.extend(verifier),
+            None => verifier,
+        };
         let upstream = Upstream::builder(self.upstream.url.clone())
             .credential_arc(self.credential()?)
             .first_byte_timeout(Duration::from_secs(self.upstream.first_byte_timeout_secs))
@@ -370,6 +386,9 @@ impl GatewayConfig {
         if let Some(i) = &self.audit.instance {
             b = b.instance(i.clone());
         }
+        if let Some(f) = &federation {
+            b = b.token_endpoint(f.layer());
+        }
         let gateway = b
             .build()
             .map_err(|e: BuildError| ConfigError::Invalid(e.to_string()))?;
@@ -377,6 +396,7 @@ impl GatewayConfig {
             service: gateway.service(upstream),
             audit: store,
             dev_issuer,
+            federation,
         })
     }
 }

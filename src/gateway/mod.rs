@@ -3,10 +3,12 @@
 //! included), [`GatewayConfig`] (the TOML file of the example gateway) and
 //! [`serve`] (HTTP/1.1 + HTTP/2 server with graceful shutdown).
 //!
-//! Request path: **Audit → Identity → ForwardGuard → inner service**
-//! (usually [`Upstream`](crate::upstream::Upstream)); the response travels
-//! back out the same way. Later layers (policy, approval, redaction) slot in
-//! between identity and the guard.
+//! Request path: **Audit → TokenEndpoint → Identity → ForwardGuard → inner
+//! service** (usually [`Upstream`](crate::upstream::Upstream)); the response
+//! travels back out the same way. The token endpoint
+//! ([`federation`](crate::identity::federation)) answers only
+//! `POST /v1/oauth/token` and only when configured. Later layers (policy,
+//! approval, redaction) slot in between identity and the guard.
 //!
 //! ```
 //! # #[cfg(feature = "sqlite")] {
@@ -49,6 +51,7 @@ pub use serve::{HealthLayer, HealthService, serve, shutdown_signal};
 
 use crate::audit::{AuditLayer, AuditService, AuditStore};
 use crate::body::Body;
+use crate::identity::federation::{TokenEndpointLayer, TokenEndpointService};
 use crate::identity::{IdentityLayer, IdentityService, TokenVerifier};
 
 /// A boxed, cloneable gateway service, as [`Gateway::service`] returns.
@@ -74,6 +77,7 @@ pub type GatewayService = BoxCloneSyncService<Request<Body>, Response<Body>, Inf
 #[derive(Clone)]
 pub struct Gateway {
     audit: AuditLayer,
+    token_endpoint: TokenEndpointLayer,
     identity: IdentityLayer,
 }
 
@@ -85,6 +89,7 @@ pub struct GatewayBuilder {
     instance: Option<String>,
     max_request_bytes: Option<usize>,
     max_capture_bytes: Option<usize>,
+    token_endpoint: Option<TokenEndpointLayer>,
 }
 
 /// What is missing from a [`GatewayBuilder`].
@@ -108,6 +113,7 @@ impl Gateway {
     pub fn layer(&self) -> GatewayLayer {
         GatewayLayer {
             audit: self.audit.clone(),
+            token_endpoint: self.token_endpoint.clone(),
             identity: self.identity.clone(),
         }
     }
@@ -167,6 +173,14 @@ impl GatewayBuilder {
         self.max_capture_bytes = Some(n);
         self
     }
+    /// Serves the workload-identity token endpoint (`POST /v1/oauth/token`)
+    /// between audit and identity (default: none). Add the matching
+    /// [`GatewayTokenVerifier`](crate::identity::federation::GatewayTokenVerifier)
+    /// to the verifier so minted tokens are accepted.
+    pub fn token_endpoint(mut self, layer: TokenEndpointLayer) -> Self {
+        self.token_endpoint = Some(layer);
+        self
+    }
 
     /// Builds the gateway.
     ///
@@ -187,22 +201,28 @@ impl GatewayBuilder {
         }
         Ok(Gateway {
             audit,
+            token_endpoint: self
+                .token_endpoint
+                .unwrap_or_else(TokenEndpointLayer::disabled),
             identity: IdentityLayer::from_arc(verifier),
         })
     }
 }
 
-/// Audit → Identity → ForwardGuard, as one [`Layer`].
+/// Audit → TokenEndpoint → Identity → ForwardGuard, as one [`Layer`].
 #[derive(Clone)]
 pub struct GatewayLayer {
     audit: AuditLayer,
+    token_endpoint: TokenEndpointLayer,
     identity: IdentityLayer,
 }
 
 impl<S> Layer<S> for GatewayLayer {
-    type Service = AuditService<IdentityService<ForwardGuard<S>>>;
+    type Service = AuditService<TokenEndpointService<IdentityService<ForwardGuard<S>>>>;
     fn layer(&self, inner: S) -> Self::Service {
-        self.audit
-            .layer(self.identity.layer(ForwardGuardLayer.layer(inner)))
+        self.audit.layer(
+            self.token_endpoint
+                .layer(self.identity.layer(ForwardGuardLayer.layer(inner))),
+        )
     }
 }

@@ -5,6 +5,8 @@
 //! - [`TokenVerifier`]: the plug-in trait; [`JwtVerifier`] verifies OIDC/OAuth
 //!   JWTs from any standards-compliant IdP; [`IssuerSet`] routes by issuer.
 //! - [`dev::DevIssuer`]: a local issuer for trying things out.
+//! - [`federation`]: the gateway's own token endpoint (`POST /v1/oauth/token`)
+//!   for the SDKs' workload-identity federation, and the gateway tokens it mints.
 //!
 //! The token is read from `Authorization: Bearer …` (RFC 6750 §2.1) or
 //! `x-api-key` (what the Anthropic SDKs send for `api_key=`). On success the
@@ -43,6 +45,7 @@
 //! ```
 
 pub mod dev;
+pub mod federation;
 mod jwks;
 mod jwt;
 mod layer;

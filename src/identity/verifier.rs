@@ -69,6 +69,10 @@ pub enum AuthError {
     /// The token was revoked.
     #[error("token revoked")]
     Revoked,
+    /// Whether the token is revoked could not be determined (revocation
+    /// store unreachable); refused, failing closed.
+    #[error("revocation status unavailable")]
+    RevocationUnavailable,
 }
 
 /// Verifies a caller's credential and yields its [`Principal`].
