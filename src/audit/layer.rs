@@ -120,6 +120,12 @@ struct Draft {
     principal: Option<Principal>,
     decision: Option<DecisionRecord>,
     body: Bytes,
+    /// Set by [`AuditHandle::set_request_body_for_record`]: `body` is a
+    /// redacted stand-in that [`AuditHandle::commit`] must not overwrite.
+    body_replaced: bool,
+    /// Set by [`AuditHandle::set_response_body_for_record`]: recorded instead
+    /// of the response bytes the client received.
+    response_body: Option<Bytes>,
     model: Option<String>,
     stream: bool,
     committed: bool,
@@ -183,6 +189,29 @@ impl AuditHandle {
         });
     }
 
+    /// Replaces the request body kept in the record with `body` (for
+    /// example a form with its credential redacted). The request itself is
+    /// not changed; a later [`commit`](Self::commit) keeps this replacement.
+    /// Call it before the record is written: after a commit it has no effect.
+    ///
+    /// ```
+    /// # fn f(handle: &skillgate::audit::AuditHandle) {
+    /// handle.set_request_body_for_record(bytes::Bytes::from_static(br#"{"assertion":"[redacted]"}"#));
+    /// # }
+    /// ```
+    pub fn set_request_body_for_record(&self, body: Bytes) {
+        let mut d = self.draft();
+        d.body = body;
+        d.body_replaced = true;
+    }
+
+    /// Records `body` as the response body instead of the bytes the client
+    /// receives (for a response that carries a credential, such as an issued
+    /// access token). The client still receives the real response.
+    pub fn set_response_body_for_record(&self, body: Bytes) {
+        self.draft().response_body = Some(body);
+    }
+
     /// Whether the request record has been written.
     pub fn is_committed(&self) -> bool {
         self.draft().committed
@@ -223,7 +252,9 @@ impl AuditHandle {
             if d.committed {
                 return Ok(());
             }
-            d.body = body.bytes().clone();
+            if !d.body_replaced {
+                d.body = body.bytes().clone();
+            }
             if let Ok(view) = body.messages() {
                 d.model = view.model().map(str::to_owned);
                 d.stream = view.stream();
@@ -393,6 +424,13 @@ impl TeeState {
         record.complete = complete;
         record.completed_at = jiff::Timestamp::now();
         record.body = captured.freeze();
+        let replacement = handle.draft().response_body.take();
+        if let Some(replacement) = replacement {
+            // An inner layer said what to keep instead (the real body holds a credential).
+            record.body = replacement;
+            record.body_truncated = false;
+            return spawn_finish(handle, record);
+        }
         if is_sse {
             if let Some(r) = crate::wire::stream::reassemble(&record.body) {
                 record.text = Some(r.text);
@@ -401,13 +439,17 @@ impl TeeState {
         } else if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&record.body) {
             record.usage = v.get("usage").cloned();
         }
-        // Writing never delays the client: it happens on its own task.
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(handle.finish(record));
-            }
-            Err(_) => tracing::error!("audit: no runtime to record the response on"),
+        spawn_finish(handle, record);
+    }
+}
+
+/// Writing never delays the client: it happens on its own task.
+fn spawn_finish(handle: AuditHandle, record: ResponseRecord) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn(handle.finish(record));
         }
+        Err(_) => tracing::error!("audit: no runtime to record the response on"),
     }
 }
 

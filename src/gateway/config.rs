@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::{BuildError, Gateway, GatewayService};
 use crate::audit::AuditStore;
 use crate::identity::dev::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer};
+use crate::identity::federation::{Federation, FederationConfig};
 use crate::identity::{IssuerConfig, IssuerSet};
 use crate::upstream::{
     ANTHROPIC_API_URL, CredentialSource, FederatedCredential, FileCredential, StaticCredential,
@@ -59,6 +60,9 @@ pub struct GatewayConfig {
     pub audit: AuditConfig,
     /// How requests are decided.
     pub policy: PolicyConfig,
+    /// The workload-identity token endpoint (`[federation]`, see
+    /// [`FederationConfig`]); off unless rules are configured.
+    pub federation: FederationConfig,
 }
 
 impl Default for GatewayConfig {
@@ -71,6 +75,7 @@ impl Default for GatewayConfig {
             identity: IdentityConfig::default(),
             audit: AuditConfig::default(),
             policy: PolicyConfig::default(),
+            federation: FederationConfig::default(),
         }
     }
 }
@@ -337,6 +342,8 @@ pub struct Assembled {
     pub audit: Arc<dyn AuditStore>,
     /// The development issuer, when trusted.
     pub dev_issuer: Option<Arc<DevIssuer>>,
+    /// The token endpoint and its revocation store, when `[federation]` has rules.
+    pub federation: Option<Federation>,
 }
 
 impl std::fmt::Debug for Assembled {
@@ -506,6 +513,15 @@ impl GatewayConfig {
         store: Arc<dyn AuditStore>,
     ) -> Result<Assembled, ConfigError> {
         let (verifier, dev_issuer) = self.verifier()?;
+        let federation = self
+            .federation
+            .build(&verifier)
+            .await
+            .map_err(|e| ConfigError::Invalid(format!("federation: {e}")))?;
+        let verifier = match &federation {
+            Some(f) => f.extend(verifier),
+            None => verifier,
+        };
         let upstream = Upstream::builder(self.upstream.url.clone())
             .credential_arc(self.credential()?)
             .first_byte_timeout(Duration::from_secs(self.upstream.first_byte_timeout_secs))
@@ -538,6 +554,9 @@ impl GatewayConfig {
             }
             None => None,
         };
+        if let Some(f) = &federation {
+            b = b.token_endpoint(f.layer());
+        }
         let gateway = b
             .build()
             .map_err(|e: BuildError| ConfigError::Invalid(e.to_string()))?;
@@ -546,6 +565,7 @@ impl GatewayConfig {
             policy,
             audit: store,
             dev_issuer,
+            federation,
         })
     }
 }

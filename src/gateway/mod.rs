@@ -3,10 +3,13 @@
 //! included), [`GatewayConfig`] (the TOML file of the example gateway) and
 //! [`serve`] (HTTP/1.1 + HTTP/2 server with graceful shutdown).
 //!
-//! Request path: **Audit → Identity → Policy → ForwardGuard → inner service**
-//! (usually [`Upstream`](crate::upstream::Upstream)); the response travels
-//! back out the same way. Later layers (policy, approval, redaction) slot in
-//! between identity and the guard.
+//! Request path: **Audit → TokenEndpoint → Identity → Policy → ForwardGuard →
+//! inner service** (usually [`Upstream`](crate::upstream::Upstream)); the
+//! response travels back out the same way. The token endpoint
+//! ([`federation`](crate::identity::federation)) answers only
+//! `POST /v1/oauth/token` and only when configured; the policy layer runs
+//! when a policy is configured. Later layers (approval, redaction) slot in
+//! between policy and the guard.
 //!
 //! ```
 //! # #[cfg(feature = "sqlite")] {
@@ -51,6 +54,7 @@ pub use serve::{HealthLayer, HealthService, serve, shutdown_signal};
 
 use crate::audit::{AuditLayer, AuditService, AuditStore};
 use crate::body::Body;
+use crate::identity::federation::{TokenEndpointLayer, TokenEndpointService};
 use crate::identity::{IdentityLayer, IdentityService, TokenVerifier};
 use crate::policy::{PolicyLayer, PolicyService};
 
@@ -77,6 +81,7 @@ pub type GatewayService = BoxCloneSyncService<Request<Body>, Response<Body>, Inf
 #[derive(Clone)]
 pub struct Gateway {
     audit: AuditLayer,
+    token_endpoint: TokenEndpointLayer,
     identity: IdentityLayer,
     policy: Option<PolicyLayer>,
     guard: ForwardGuardLayer,
@@ -92,6 +97,7 @@ pub struct GatewayBuilder {
     max_capture_bytes: Option<usize>,
     policy: Option<PolicyLayer>,
     public_url: Option<String>,
+    token_endpoint: Option<TokenEndpointLayer>,
 }
 
 /// What is missing from a [`GatewayBuilder`].
@@ -115,6 +121,7 @@ impl Gateway {
     pub fn layer(&self) -> GatewayLayer {
         GatewayLayer {
             audit: self.audit.clone(),
+            token_endpoint: self.token_endpoint.clone(),
             identity: self.identity.clone(),
             policy: self.policy.clone(),
             guard: self.guard.clone(),
@@ -176,6 +183,14 @@ impl GatewayBuilder {
         self.max_capture_bytes = Some(n);
         self
     }
+    /// Serves the workload-identity token endpoint (`POST /v1/oauth/token`)
+    /// between audit and identity (default: none). Add the matching
+    /// [`GatewayTokenVerifier`](crate::identity::federation::GatewayTokenVerifier)
+    /// to the verifier so minted tokens are accepted.
+    pub fn token_endpoint(mut self, layer: TokenEndpointLayer) -> Self {
+        self.token_endpoint = Some(layer);
+        self
+    }
 
     /// Decide every request with this policy layer. Without one, every
     /// authenticated caller may use every `/v1/` endpoint (a warning is logged
@@ -212,6 +227,9 @@ impl GatewayBuilder {
         }
         Ok(Gateway {
             audit,
+            token_endpoint: self
+                .token_endpoint
+                .unwrap_or_else(TokenEndpointLayer::disabled),
             identity: IdentityLayer::from_arc(verifier),
             policy: self.policy,
             guard: match self.public_url {
@@ -222,18 +240,20 @@ impl GatewayBuilder {
     }
 }
 
-/// Audit → Identity → Policy (if configured) → ForwardGuard, as one [`Layer`].
+/// Audit → TokenEndpoint → Identity → Policy (if configured) → ForwardGuard, as one [`Layer`].
 #[derive(Clone)]
 pub struct GatewayLayer {
     audit: AuditLayer,
+    token_endpoint: TokenEndpointLayer,
     identity: IdentityLayer,
     policy: Option<PolicyLayer>,
     guard: ForwardGuardLayer,
 }
 
 /// The service a [`GatewayLayer`] makes around `S`.
-pub type GatewayLayerService<S> =
-    AuditService<IdentityService<Either<PolicyService<ForwardGuard<S>>, ForwardGuard<S>>>>;
+pub type GatewayLayerService<S> = AuditService<
+    TokenEndpointService<IdentityService<Either<PolicyService<ForwardGuard<S>>, ForwardGuard<S>>>>,
+>;
 
 impl<S> Layer<S> for GatewayLayer {
     type Service = GatewayLayerService<S>;
@@ -243,6 +263,7 @@ impl<S> Layer<S> for GatewayLayer {
             Some(p) => Either::Left(p.layer(guarded)),
             None => Either::Right(guarded),
         };
-        self.audit.layer(self.identity.layer(decided))
+        self.audit
+            .layer(self.token_endpoint.layer(self.identity.layer(decided)))
     }
 }

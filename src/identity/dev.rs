@@ -123,7 +123,7 @@ pub enum DevIssuerError {
     Crypto(String),
 }
 
-fn random_key() -> Result<SigningKey, DevIssuerError> {
+pub(crate) fn random_key() -> Result<SigningKey, DevIssuerError> {
     let mut seed = [0u8; 32];
     getrandom::getrandom(&mut seed).map_err(|e| DevIssuerError::Crypto(e.to_string()))?;
     Ok(SigningKey::from_bytes(&seed))
@@ -266,7 +266,7 @@ impl DevIssuer {
     }
 }
 
-fn kid_for(key: &SigningKey) -> String {
+pub(crate) fn kid_for(key: &SigningKey) -> String {
     use sha2::Digest;
     let d = sha2::Sha256::digest(key.verifying_key().as_bytes());
     URL_SAFE_NO_PAD.encode(&d[..12])

@@ -9,6 +9,8 @@
 //!   Actions, SPIFFE); [`ClaimMapping`], [`Conditions`] and [`GroupRule`]
 //!   turn claims into a principal and groups (`docs/identity.md`).
 //! - [`dev::DevIssuer`]: a local issuer for trying things out.
+//! - [`federation`]: the gateway's own token endpoint (`POST /v1/oauth/token`)
+//!   for the SDKs' workload-identity federation, and the gateway tokens it mints.
 //!
 //! The token is read from `Authorization: Bearer …` (RFC 6750 §2.1) or
 //! `x-api-key` (what the Anthropic SDKs send for `api_key=`). On success the
@@ -47,6 +49,7 @@
 //! ```
 
 pub mod dev;
+pub mod federation;
 mod jwks;
 mod jwt;
 mod layer;

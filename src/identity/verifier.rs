@@ -72,6 +72,10 @@ pub enum AuthError {
     /// The token's claims do not meet the issuer's `require` conditions.
     #[error("token claims not accepted by this issuer")]
     ClaimsNotAccepted,
+    /// Whether the token is revoked could not be determined (revocation
+    /// store unreachable); refused, failing closed.
+    #[error("revocation status unavailable")]
+    RevocationUnavailable,
 }
 
 /// Verifies a caller's credential and yields its [`Principal`].

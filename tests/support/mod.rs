@@ -4,6 +4,8 @@
 //! - [`stand_in`]: local stand-in for the Anthropic API (the only fake).
 //! - [`oidc`]: a real OpenID Connect provider (`oidc-provider` on Node).
 //! - [`python`]: the official Anthropic Python SDK as a client.
+//! - [`sdk_env`]: the official Python and TypeScript SDKs configured only by
+//!   environment variables (workload-identity federation).
 //!
 //! Set up the Node and Python parts once with `.ci/setup`.
 
@@ -11,6 +13,7 @@
 
 pub mod oidc;
 pub mod python;
+pub mod sdk_env;
 pub mod stand_in;
 
 /// The repository's top folder.
