@@ -1069,7 +1069,9 @@ pub(crate) mod tests {
             2 => Just("event".to_owned()),
             1 => Just("id".to_owned()),
             1 => Just("retry".to_owned()),
-            1 => "[a-zA-Z_\u{feff}é ]{1,6}",
+            // No U+FEFF: at the very start of a stream it is the BOM, which
+            // the spec strips, so it would not survive as a field name.
+            1 => "[a-zA-Z_é ]{1,6}",
         ]
     }
 
