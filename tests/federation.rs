@@ -10,15 +10,15 @@ mod support;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
-use skillgate::audit::{AuditRecord, AuditStore, Verdict};
-use skillgate::gateway::{GatewayConfig, serve};
+use skillgate::audit::{AuditRecord, Verdict};
+use skillgate::gateway::GatewayConfig;
 use skillgate::identity::dev::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer};
 use skillgate::identity::federation::{
     ClaimCondition, Federation, FederationRule, GRANT_TYPE_JWT_BEARER, fingerprint,
 };
+use support::gateway::TestGateway;
 use support::oidc::{OTHER_RESOURCE, OidcProvider, decode_unverified};
 use support::python::sdk_call;
 use support::sdk_env::{FederationEnv, Sdk, rotate_step, run_sdk};
@@ -32,13 +32,18 @@ const RULE_DEV: &str = "fdrl_dev";
 const RULE_STRICT: &str = "fdrl_strict";
 const GROUP: &str = "federated-ci";
 
+/// A test gateway with the token endpoint on.
 struct Gw {
-    base_url: String,
-    audit: Arc<dyn AuditStore>,
+    inner: TestGateway,
     dev: Arc<DevIssuer>,
     federation: Federation,
-    dir: tempfile::TempDir,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl std::ops::Deref for Gw {
+    type Target = TestGateway;
+    fn deref(&self) -> &TestGateway {
+        &self.inner
+    }
 }
 
 fn rules(idp: &OidcProvider) -> Vec<FederationRule> {
@@ -65,56 +70,19 @@ impl Gw {
         tweak: impl FnOnce(&mut GatewayConfig, &Path),
     ) -> Gw {
         let dir = tempfile::tempdir().expect("tempdir");
-        let key_file = dir.path().join("upstream-key");
-        std::fs::write(&key_file, STAND_IN_API_KEY).expect("write key");
-        let mut cfg = GatewayConfig::default();
-        cfg.upstream.url = upstream.base_url();
-        cfg.upstream.api_key_file = Some(key_file);
-        cfg.audit.sqlite = dir.path().join("audit.db");
+        let mut cfg = support::gateway::config(upstream, dir.path());
         cfg.identity.issuer = Some(idp.issuer.clone());
         cfg.identity.dev_issuer = Some(true);
-        cfg.identity.dev_key_file = dir.path().join("dev-issuer.json");
         cfg.federation.key_file = dir.path().join("federation-keys.json");
         cfg.federation.organization_id = Some(ORG.into());
         cfg.federation.rules = rules(idp);
         tweak(&mut cfg, dir.path());
-        let assembled = cfg.assemble().await.expect("assemble");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(serve(
-            listener,
-            assembled.service,
-            async move {
-                let _ = rx.await;
-            },
-            Duration::from_secs(5),
-        ));
+        let inner = TestGateway::serve(cfg, None, dir).await;
         Gw {
-            base_url: format!("http://{addr}"),
-            audit: assembled.audit,
-            dev: assembled.dev_issuer.expect("dev issuer on"),
-            federation: assembled.federation.expect("federation on"),
-            dir,
-            _shutdown: tx,
+            dev: inner.dev.clone().expect("dev issuer on"),
+            federation: inner.federation.clone().expect("federation on"),
+            inner,
         }
-    }
-
-    /// Waits until `n` exchanges are recorded with their response, newest first.
-    async fn records(&self, n: usize) -> Vec<AuditRecord> {
-        for _ in 0..400 {
-            let recs = self.audit.recent(200).await.expect("audit query");
-            if recs.len() >= n && recs.iter().all(|r| r.response.is_some()) {
-                return recs;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!(
-            "audit records did not appear: {:?}",
-            self.audit.recent(200).await
-        );
     }
 
     /// POSTs a token request as the SDKs do (JSON); returns status, headers, body text.

@@ -5,81 +5,17 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use skillgate::audit::{AuditRecord, AuditStore, Verdict};
-use skillgate::gateway::{GatewayConfig, serve};
+use skillgate::audit::Verdict;
 use skillgate::identity::dev::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer, MintOptions};
+use support::gateway::TestGateway;
 use support::oidc::OidcProvider;
 use support::python::sdk_call;
 use support::stand_in::{STAND_IN_API_KEY, StandIn, reply_text_for};
-
-struct Gateway {
-    base_url: String,
-    audit: Arc<dyn AuditStore>,
-    dev: Option<Arc<DevIssuer>>,
-    _dir: tempfile::TempDir,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
-}
-
-impl Gateway {
-    async fn start(upstream: &StandIn, tweak: impl FnOnce(&mut GatewayConfig)) -> Gateway {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let key_file = dir.path().join("upstream-key");
-        std::fs::write(&key_file, STAND_IN_API_KEY).expect("write key");
-        let mut cfg = GatewayConfig::default();
-        cfg.upstream.url = upstream.base_url();
-        cfg.upstream.api_key_file = Some(key_file);
-        cfg.audit.sqlite = dir.path().join("audit.db");
-        cfg.identity.dev_key_file = dir.path().join("dev-issuer.json");
-        tweak(&mut cfg);
-        let assembled = cfg.assemble().await.expect("assemble");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(serve(
-            listener,
-            assembled.service,
-            async move {
-                let _ = rx.await;
-            },
-            Duration::from_secs(5),
-        ));
-        Gateway {
-            base_url: format!("http://{addr}"),
-            audit: assembled.audit,
-            dev: assembled.dev_issuer,
-            _dir: dir,
-            _shutdown: tx,
-        }
-    }
-
-    fn token(&self, sub: &str) -> String {
-        let dev = self.dev.as_ref().expect("dev issuer enabled");
-        dev.mint(&MintOptions::new(sub).group("ci")).expect("mint")
-    }
-
-    /// Waits until `n` exchanges are recorded with their response, newest first.
-    async fn records(&self, n: usize) -> Vec<AuditRecord> {
-        for _ in 0..200 {
-            let recs = self.audit.recent(100).await.expect("audit query");
-            if recs.len() >= n && recs.iter().all(|r| r.response.is_some()) {
-                return recs;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!(
-            "audit records did not appear: {:?}",
-            self.audit.recent(100).await
-        );
-    }
-}
 
 fn assert_no_caller_credentials(upstream: &StandIn, caller_token: &str) {
     for r in upstream.received() {
@@ -105,8 +41,8 @@ fn assert_no_caller_credentials(upstream: &StandIn, caller_token: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_create_through_gateway() {
     let upstream = StandIn::start().await;
-    let gw = Gateway::start(&upstream, |_| {}).await;
-    let token = gw.token("skill-billing");
+    let gw = TestGateway::start(&upstream, |_, _| {}).await;
+    let token = gw.token("skill-billing", &["ci"]);
     let prompt = "What is 2 + 2?";
     let out = sdk_call(
         "create",
@@ -162,8 +98,8 @@ async fn python_sdk_stream_through_gateway() {
         ..Default::default()
     })
     .await;
-    let gw = Gateway::start(&upstream, |_| {}).await;
-    let token = gw.token("skill-stream");
+    let gw = TestGateway::start(&upstream, |_, _| {}).await;
+    let token = gw.token("skill-stream", &["ci"]);
     let prompt = "Tell me a long story about a lighthouse keeper";
     let out = sdk_call(
         "stream",
@@ -219,7 +155,7 @@ fn forge(header: Value, claims: Value, signature: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_gets_authentication_error_for_bad_tokens() {
     let upstream = StandIn::start().await;
-    let gw = Gateway::start(&upstream, |_| {}).await;
+    let gw = TestGateway::start(&upstream, |_, _| {}).await;
     let dev = gw.dev.clone().expect("dev issuer");
     let now = jiff::Timestamp::now().as_second();
     let claims = |iss: &str, aud: &str, exp: i64| {
@@ -228,7 +164,7 @@ async fn python_sdk_gets_authentication_error_for_bad_tokens() {
             .cloned()
             .expect("object")
     };
-    let good = gw.token("someone");
+    let good = gw.token("someone", &["ci"]);
     let other_key = DevIssuer::ephemeral();
     let bad_sig = {
         let mut parts: Vec<&str> = good.split('.').collect();
@@ -331,7 +267,7 @@ async fn python_sdk_gets_authentication_error_for_bad_tokens() {
 async fn tokens_from_a_real_oidc_provider_via_discovery() {
     let idp = OidcProvider::start().await;
     let upstream = StandIn::start().await;
-    let gw = Gateway::start(&upstream, |c| {
+    let gw = TestGateway::start(&upstream, |c, _| {
         c.identity.issuer = Some(idp.issuer.clone());
         c.identity.audience = support::oidc::AUDIENCE.into();
         c.identity.require_typ = Some("at+jwt".into());

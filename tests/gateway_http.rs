@@ -12,16 +12,16 @@ use serde_json::{Value, json};
 use skillgate::audit::{
     AuditError, AuditRecord, AuditStore, RequestRecord, ResponseRecord, Verdict,
 };
-use skillgate::gateway::{GatewayConfig, serve};
+use skillgate::gateway::GatewayConfig;
 use skillgate::identity::dev::{DevIssuer, MintOptions};
+use support::gateway::TestGateway;
 use support::stand_in::{SLOW_MODEL, STAND_IN_API_KEY, StandIn, error_model};
 
 struct Gw {
     base: String,
     audit: Arc<dyn AuditStore>,
     token: String,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _gw: TestGateway,
 }
 
 async fn start(
@@ -30,44 +30,14 @@ async fn start(
     store: Option<Arc<dyn AuditStore>>,
 ) -> Gw {
     let dir = tempfile::tempdir().expect("tempdir");
-    let key_file = dir.path().join("key");
-    std::fs::write(&key_file, STAND_IN_API_KEY).expect("key");
-    let mut cfg = GatewayConfig::default();
-    cfg.upstream.url = upstream.base_url();
-    cfg.upstream.api_key_file = Some(key_file);
-    cfg.audit.sqlite = dir.path().join("audit.db");
-    cfg.identity.dev_key_file = dir.path().join("dev.json");
+    let mut cfg = support::gateway::config(upstream, dir.path());
     tweak(&mut cfg);
-    let a = match store {
-        Some(s) => cfg.assemble_with_store(s).await,
-        None => cfg.assemble().await,
-    }
-    .expect("assemble");
-    let token = a
-        .dev_issuer
-        .as_ref()
-        .expect("dev")
-        .mint(&MintOptions::new("edge-tester"))
-        .expect("mint");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(
-        listener,
-        a.service,
-        async move {
-            let _ = rx.await;
-        },
-        Duration::from_secs(5),
-    ));
+    let gw = TestGateway::serve(cfg, store, dir).await;
     Gw {
-        base,
-        audit: a.audit,
-        token,
-        _dir: dir,
-        _stop: tx,
+        base: gw.base_url.clone(),
+        audit: gw.audit.clone(),
+        token: gw.token("edge-tester", &[]),
+        _gw: gw,
     }
 }
 

@@ -2,14 +2,11 @@
 
 mod support;
 
-use std::time::Duration;
-
 use serde_json::Value;
-use skillgate::audit::{AuditStore, Verdict};
-use skillgate::gateway::{GatewayConfig, serve};
-use skillgate::identity::dev::MintOptions;
+use skillgate::audit::Verdict;
+use support::gateway::TestGateway;
 use support::python::sdk_call;
-use support::stand_in::{STAND_IN_API_KEY, StandIn, reply_text_for};
+use support::stand_in::{StandIn, reply_text_for};
 
 const POLICY: &str = r#"
 [[rule]]
@@ -32,71 +29,28 @@ match = { keywords = "customer export" }
 "#;
 
 struct Gw {
-    base: String,
-    audit: std::sync::Arc<dyn AuditStore>,
+    gw: TestGateway,
     ci_token: String,
     intern_token: String,
     policy_file: std::path::PathBuf,
     handle: skillgate::policy::PolicyHandle,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 async fn start(up: &StandIn) -> Gw {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key = dir.path().join("key");
-    std::fs::write(&key, STAND_IN_API_KEY).expect("key");
-    let policy_file = dir.path().join("policy.toml");
-    std::fs::write(&policy_file, POLICY).expect("policy");
-    let mut cfg = GatewayConfig::default();
-    cfg.upstream.url = up.base_url();
-    cfg.upstream.api_key_file = Some(key);
-    cfg.audit.sqlite = dir.path().join("audit.db");
-    cfg.identity.dev_key_file = dir.path().join("dev.json");
-    cfg.policy.file = Some(policy_file.clone());
-    cfg.policy.watch_interval_secs = 0;
-    let a = cfg.assemble().await.expect("assemble");
-    let dev = a.dev_issuer.clone().expect("dev");
-    let ci_token = dev
-        .mint(&MintOptions::new("nightly-report").group("ci"))
-        .expect("mint");
-    let intern_token = dev
-        .mint(&MintOptions::new("intern-bot").group("interns"))
-        .expect("mint");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(
-        listener,
-        a.service,
-        async move {
-            let _ = rx.await;
-        },
-        Duration::from_secs(5),
-    ));
+    let gw = TestGateway::start(up, |cfg, dir| {
+        let file = dir.join("policy.toml");
+        std::fs::write(&file, POLICY).expect("policy");
+        cfg.policy.file = Some(file);
+        cfg.policy.watch_interval_secs = 0;
+    })
+    .await;
     Gw {
-        base,
-        audit: a.audit,
-        ci_token,
-        intern_token,
-        policy_file,
-        handle: a.policy.expect("policy handle"),
-        _dir: dir,
-        _stop: tx,
+        ci_token: gw.token("nightly-report", &["ci"]),
+        intern_token: gw.token("intern-bot", &["interns"]),
+        policy_file: gw.dir.path().join("policy.toml"),
+        handle: gw.policy.clone().expect("policy handle"),
+        gw,
     }
-}
-
-async fn records(gw: &Gw, n: usize) -> Vec<skillgate::audit::AuditRecord> {
-    for _ in 0..400 {
-        let r = gw.audit.recent(100).await.expect("query");
-        if r.len() >= n && r.iter().all(|x| x.response.is_some()) {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("records missing");
 }
 
 fn assert_denied(out: &Value, rule: &str) {
@@ -116,7 +70,7 @@ async fn policy_decisions_reach_the_sdk() {
     // Allowed, with max_tokens clamped by the obligation.
     let out = sdk_call(
         "create",
-        &gw.base,
+        &gw.gw.base_url,
         Some(&gw.ci_token),
         &[("SG_PROMPT", "hi"), ("SG_MAX_TOKENS", "4000")],
     )
@@ -133,7 +87,7 @@ async fn policy_decisions_reach_the_sdk() {
     // Denied by rule, with the SDK's default retries on: not retried.
     let out = sdk_call(
         "create",
-        &gw.base,
+        &gw.gw.base_url,
         Some(&gw.ci_token),
         &[("SG_MODEL", "claude-opus-4-1"), ("SG_MAX_RETRIES", "2")],
     )
@@ -149,7 +103,7 @@ async fn policy_decisions_reach_the_sdk() {
     // Default deny for a group no rule allows.
     let out = sdk_call(
         "create",
-        &gw.base,
+        &gw.gw.base_url,
         Some(&gw.intern_token),
         &[("SG_MAX_RETRIES", "2")],
     )
@@ -160,7 +114,7 @@ async fn policy_decisions_reach_the_sdk() {
     // keyword itself is not echoed.
     let out = sdk_call(
         "stream",
-        &gw.base,
+        &gw.gw.base_url,
         Some(&gw.ci_token),
         &[("SG_PROMPT", "start the Customer Export job")],
     )
@@ -179,7 +133,7 @@ async fn policy_decisions_reach_the_sdk() {
         1,
         "denied requests never went upstream"
     );
-    let recs = records(&gw, 4).await;
+    let recs = gw.gw.records(4).await;
     assert_eq!(
         recs.len(),
         4,
@@ -210,14 +164,14 @@ async fn policy_decisions_reach_the_sdk() {
 async fn policy_reload_applies_to_the_next_request() {
     let up = StandIn::start().await;
     let gw = start(&up).await;
-    let out = sdk_call("create", &gw.base, Some(&gw.intern_token), &[]).await;
+    let out = sdk_call("create", &gw.gw.base_url, Some(&gw.intern_token), &[]).await;
     assert_denied(&out, "default");
     std::fs::write(&gw.policy_file, format!("{POLICY}\n[[rule]]\nid = \"interns-too\"\neffect = \"allow\"\nmatch = {{ groups = \"interns\" }}\n"))
         .expect("write");
     gw.handle.reload_file(&gw.policy_file).expect("reload");
     let out = sdk_call(
         "create",
-        &gw.base,
+        &gw.gw.base_url,
         Some(&gw.intern_token),
         &[("SG_PROMPT", "x")],
     )
@@ -228,7 +182,7 @@ async fn policy_reload_applies_to_the_next_request() {
     assert!(gw.handle.reload_file(&gw.policy_file).is_err());
     let out = sdk_call(
         "create",
-        &gw.base,
+        &gw.gw.base_url,
         Some(&gw.intern_token),
         &[("SG_PROMPT", "y")],
     )

@@ -15,12 +15,13 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use skillgate::gateway::{GatewayConfig, serve};
+use skillgate::gateway::GatewayConfig;
 use skillgate::identity::dev::{DevIssuer, MintOptions};
 use skillgate::upstream::{
     Credential, CredentialError, CredentialSource, FederatedCredential, FederatedCredentialBuilder,
     Upstream,
 };
+use support::gateway::TestGateway;
 use support::python::sdk_call;
 use support::stand_in::{
     ACCESS_TOKEN_PREFIX, ReceivedRequest, STAND_IN_FEDERATION_RULE_ID, STAND_IN_ORGANIZATION_ID,
@@ -599,8 +600,7 @@ async fn stand_in_token_endpoint_and_beta_rules() {
 struct FederatedGateway {
     base_url: String,
     dev: Arc<DevIssuer>,
-    _dir: tempfile::TempDir,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    _gw: TestGateway,
 }
 
 async fn start_gateway(stand_in: &StandIn, identity_token_file: &Path) -> FederatedGateway {
@@ -626,25 +626,11 @@ async fn start_gateway(stand_in: &StandIn, identity_token_file: &Path) -> Federa
     );
     cfg.audit.sqlite = dir.path().join("audit.db");
     cfg.identity.dev_key_file = dir.path().join("dev-issuer.json");
-    let assembled = cfg.assemble().await.expect("assemble");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(
-        listener,
-        assembled.service,
-        async move {
-            let _ = rx.await;
-        },
-        Duration::from_secs(5),
-    ));
+    let gw = TestGateway::serve(cfg, None, dir).await;
     FederatedGateway {
-        base_url: format!("http://{addr}"),
-        dev: assembled.dev_issuer.expect("dev issuer"),
-        _dir: dir,
-        _shutdown: tx,
+        base_url: gw.base_url.clone(),
+        dev: gw.dev.clone().expect("dev issuer"),
+        _gw: gw,
     }
 }
 

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::identity::ResponseFuture;
 use crate::wire::messages::{RequestBody, is_messages_path};
 
-/// The innermost gateway layer; see the [module docs](self).
+/// The innermost gateway layer: see `docs/architecture.md`.
 ///
 /// Endpoints: every path under `/v1/` is forwarded (the Anthropic API's
 /// surface grows; the policy layer narrows it); anything else is

@@ -1,6 +1,7 @@
 //! Real-parts test harness shared by the integration tests: each test file
 //! does `mod support;`.
 //!
+//! - [`gateway`]: a gateway assembled like the example, on a free port.
 //! - [`stand_in`]: local stand-in for the Anthropic API (the only fake).
 //! - [`oidc`]: a real OpenID Connect provider (`oidc-provider` on Node).
 //! - [`python`]: the official Anthropic Python SDK as a client.
@@ -11,6 +12,7 @@
 
 #![allow(dead_code)]
 
+pub mod gateway;
 pub mod oidc;
 pub mod python;
 pub mod sdk_env;
