@@ -54,6 +54,8 @@ pub struct GatewayConfig {
     pub audit: AuditConfig,
     /// How requests are decided.
     pub policy: PolicyConfig,
+    /// Budgets and rate limits (`[budgets]`, see `docs/budgets.md`).
+    pub budgets: crate::budget::BudgetConfig,
 }
 
 impl Default for GatewayConfig {
@@ -65,6 +67,7 @@ impl Default for GatewayConfig {
             identity: IdentityConfig::default(),
             audit: AuditConfig::default(),
             policy: PolicyConfig::default(),
+            budgets: crate::budget::BudgetConfig::default(),
         }
     }
 }
@@ -419,6 +422,11 @@ impl GatewayConfig {
             }
             None => None,
         };
+        if let Some(layer) = crate::budget::BudgetLayer::from_config(&self.budgets)
+            .map_err(|e| ConfigError::Invalid(format!("budgets: {e}")))?
+        {
+            b = b.budget(layer);
+        }
         let gateway = b
             .build()
             .map_err(|e: BuildError| ConfigError::Invalid(e.to_string()))?;

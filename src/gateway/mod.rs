@@ -3,10 +3,10 @@
 //! included), [`GatewayConfig`] (the TOML file of the example gateway) and
 //! [`serve`] (HTTP/1.1 + HTTP/2 server with graceful shutdown).
 //!
-//! Request path: **Audit → Identity → Policy → ForwardGuard → inner service**
-//! (usually [`Upstream`](crate::upstream::Upstream)); the response travels
-//! back out the same way. Later layers (policy, approval, redaction) slot in
-//! between identity and the guard.
+//! Request path: **Audit → Identity → Policy → Budget → ForwardGuard → inner
+//! service** (usually [`Upstream`](crate::upstream::Upstream)); the response
+//! travels back out the same way. Policy and budget are optional. Later
+//! layers (approval, redaction) slot in between identity and the guard.
 //!
 //! ```
 //! # #[cfg(feature = "sqlite")] {
@@ -50,6 +50,7 @@ pub use serve::{HealthLayer, HealthService, serve, shutdown_signal};
 
 use crate::audit::{AuditLayer, AuditService, AuditStore};
 use crate::body::Body;
+use crate::budget::{BudgetLayer, BudgetService};
 use crate::identity::{IdentityLayer, IdentityService, TokenVerifier};
 use crate::policy::{PolicyLayer, PolicyService};
 
@@ -78,6 +79,7 @@ pub struct Gateway {
     audit: AuditLayer,
     identity: IdentityLayer,
     policy: Option<PolicyLayer>,
+    budget: Option<BudgetLayer>,
 }
 
 /// Builder for [`Gateway`].
@@ -89,6 +91,7 @@ pub struct GatewayBuilder {
     max_request_bytes: Option<usize>,
     max_capture_bytes: Option<usize>,
     policy: Option<PolicyLayer>,
+    budget: Option<BudgetLayer>,
 }
 
 /// What is missing from a [`GatewayBuilder`].
@@ -114,6 +117,7 @@ impl Gateway {
             audit: self.audit.clone(),
             identity: self.identity.clone(),
             policy: self.policy.clone(),
+            budget: self.budget.clone(),
         }
     }
 
@@ -181,6 +185,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Enforce budgets and rate limits with this layer (after policy, before
+    /// the forward guard). Without one, nothing is counted.
+    pub fn budget(mut self, layer: BudgetLayer) -> Self {
+        self.budget = Some(layer);
+        self
+    }
+
     /// Builds the gateway.
     ///
     /// # Errors
@@ -202,29 +213,39 @@ impl GatewayBuilder {
             audit,
             identity: IdentityLayer::from_arc(verifier),
             policy: self.policy,
+            budget: self.budget,
         })
     }
 }
 
-/// Audit → Identity → Policy (if configured) → ForwardGuard, as one [`Layer`].
+/// Audit → Identity → Policy (if configured) → Budget (if configured) →
+/// ForwardGuard, as one [`Layer`].
 #[derive(Clone)]
 pub struct GatewayLayer {
     audit: AuditLayer,
     identity: IdentityLayer,
     policy: Option<PolicyLayer>,
+    budget: Option<BudgetLayer>,
 }
 
 /// The service a [`GatewayLayer`] makes around `S`.
 pub type GatewayLayerService<S> =
-    AuditService<IdentityService<Either<PolicyService<ForwardGuard<S>>, ForwardGuard<S>>>>;
+    AuditService<IdentityService<Either<PolicyService<Budgeted<S>>, Budgeted<S>>>>;
+
+/// The guarded service with the budget layer in front, if configured.
+pub type Budgeted<S> = Either<BudgetService<ForwardGuard<S>>, ForwardGuard<S>>;
 
 impl<S> Layer<S> for GatewayLayer {
     type Service = GatewayLayerService<S>;
     fn layer(&self, inner: S) -> Self::Service {
         let guarded = ForwardGuardLayer.layer(inner);
-        let decided = match &self.policy {
-            Some(p) => Either::Left(p.layer(guarded)),
+        let budgeted = match &self.budget {
+            Some(b) => Either::Left(b.layer(guarded)),
             None => Either::Right(guarded),
+        };
+        let decided = match &self.policy {
+            Some(p) => Either::Left(p.layer(budgeted)),
+            None => Either::Right(budgeted),
         };
         self.audit.layer(self.identity.layer(decided))
     }
