@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod body;
+pub mod budget;
 pub mod error;
 pub mod gateway;
 mod http_client;

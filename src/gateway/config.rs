@@ -63,6 +63,8 @@ pub struct GatewayConfig {
     /// The workload-identity token endpoint (`[federation]`, see
     /// [`FederationConfig`]); off unless rules are configured.
     pub federation: FederationConfig,
+    /// Budgets and rate limits (`[budgets]`, see `docs/budgets.md`).
+    pub budgets: crate::budget::BudgetConfig,
 }
 
 impl Default for GatewayConfig {
@@ -76,6 +78,7 @@ impl Default for GatewayConfig {
             audit: AuditConfig::default(),
             policy: PolicyConfig::default(),
             federation: FederationConfig::default(),
+            budgets: crate::budget::BudgetConfig::default(),
         }
     }
 }
@@ -556,6 +559,11 @@ impl GatewayConfig {
         };
         if let Some(f) = &federation {
             b = b.token_endpoint(f.layer());
+        }
+        if let Some(layer) = crate::budget::BudgetLayer::from_config(&self.budgets)
+            .map_err(|e| ConfigError::Invalid(format!("budgets: {e}")))?
+        {
+            b = b.budget(layer);
         }
         let gateway = b
             .build()

@@ -3,13 +3,13 @@
 //! included), [`GatewayConfig`] (the TOML file of the example gateway) and
 //! [`serve`] (HTTP/1.1 + HTTP/2 server with graceful shutdown).
 //!
-//! Request path: **Audit → TokenEndpoint → Identity → Policy → ForwardGuard →
-//! inner service** (usually [`Upstream`](crate::upstream::Upstream)); the
-//! response travels back out the same way. The token endpoint
+//! Request path: **Audit → TokenEndpoint → Identity → Policy → Budget →
+//! ForwardGuard → inner service** (usually [`Upstream`](crate::upstream::Upstream));
+//! the response travels back out the same way. The token endpoint
 //! ([`federation`](crate::identity::federation)) answers only
-//! `POST /v1/oauth/token` and only when configured; the policy layer runs
-//! when a policy is configured. Later layers (approval, redaction) slot in
-//! between policy and the guard.
+//! `POST /v1/oauth/token` and only when configured; policy and budget run
+//! when configured. Later layers (approval, redaction) slot in between
+//! policy and the guard.
 //!
 //! ```
 //! # #[cfg(feature = "sqlite")] {
@@ -54,6 +54,7 @@ pub use serve::{HealthLayer, HealthService, serve, shutdown_signal};
 
 use crate::audit::{AuditLayer, AuditService, AuditStore};
 use crate::body::Body;
+use crate::budget::{BudgetLayer, BudgetService};
 use crate::identity::federation::{TokenEndpointLayer, TokenEndpointService};
 use crate::identity::{IdentityLayer, IdentityService, TokenVerifier};
 use crate::policy::{PolicyLayer, PolicyService};
@@ -85,6 +86,7 @@ pub struct Gateway {
     identity: IdentityLayer,
     policy: Option<PolicyLayer>,
     guard: ForwardGuardLayer,
+    budget: Option<BudgetLayer>,
 }
 
 /// Builder for [`Gateway`].
@@ -98,6 +100,7 @@ pub struct GatewayBuilder {
     policy: Option<PolicyLayer>,
     public_url: Option<String>,
     token_endpoint: Option<TokenEndpointLayer>,
+    budget: Option<BudgetLayer>,
 }
 
 /// What is missing from a [`GatewayBuilder`].
@@ -125,6 +128,7 @@ impl Gateway {
             identity: self.identity.clone(),
             policy: self.policy.clone(),
             guard: self.guard.clone(),
+            budget: self.budget.clone(),
         }
     }
 
@@ -208,6 +212,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Enforce budgets and rate limits with this layer (after policy, before
+    /// the forward guard). Without one, nothing is counted.
+    pub fn budget(mut self, layer: BudgetLayer) -> Self {
+        self.budget = Some(layer);
+        self
+    }
+
     /// Builds the gateway.
     ///
     /// # Errors
@@ -236,11 +247,13 @@ impl GatewayBuilder {
                 Some(u) => ForwardGuardLayer::new().public_url(u),
                 None => ForwardGuardLayer::new(),
             },
+            budget: self.budget,
         })
     }
 }
 
-/// Audit → TokenEndpoint → Identity → Policy (if configured) → ForwardGuard, as one [`Layer`].
+/// Audit → TokenEndpoint → Identity → Policy (if configured) → Budget (if
+/// configured) → ForwardGuard, as one [`Layer`].
 #[derive(Clone)]
 pub struct GatewayLayer {
     audit: AuditLayer,
@@ -248,20 +261,28 @@ pub struct GatewayLayer {
     identity: IdentityLayer,
     policy: Option<PolicyLayer>,
     guard: ForwardGuardLayer,
+    budget: Option<BudgetLayer>,
 }
 
 /// The service a [`GatewayLayer`] makes around `S`.
 pub type GatewayLayerService<S> = AuditService<
-    TokenEndpointService<IdentityService<Either<PolicyService<ForwardGuard<S>>, ForwardGuard<S>>>>,
+    TokenEndpointService<IdentityService<Either<PolicyService<Budgeted<S>>, Budgeted<S>>>>,
 >;
+
+/// The guarded service with the budget layer in front, if configured.
+pub type Budgeted<S> = Either<BudgetService<ForwardGuard<S>>, ForwardGuard<S>>;
 
 impl<S> Layer<S> for GatewayLayer {
     type Service = GatewayLayerService<S>;
     fn layer(&self, inner: S) -> Self::Service {
         let guarded = self.guard.layer(inner);
-        let decided = match &self.policy {
-            Some(p) => Either::Left(p.layer(guarded)),
+        let budgeted = match &self.budget {
+            Some(b) => Either::Left(b.layer(guarded)),
             None => Either::Right(guarded),
+        };
+        let decided = match &self.policy {
+            Some(p) => Either::Left(p.layer(budgeted)),
+            None => Either::Right(budgeted),
         };
         self.audit
             .layer(self.token_endpoint.layer(self.identity.layer(decided)))
