@@ -4,6 +4,7 @@
 //! - [`IdentityLayer`] / [`IdentityService`]: the middleware.
 //! - [`TokenVerifier`]: the plug-in trait; [`JwtVerifier`] verifies OIDC/OAuth
 //!   JWTs from any standards-compliant IdP; [`IssuerSet`] routes by issuer.
+//! - [`CachingVerifier`]: remembers verified tokens (bounded, honours `exp`).
 //! - [`dev::DevIssuer`]: a local issuer for trying things out.
 //!
 //! The token is read from `Authorization: Bearer …` (RFC 6750 §2.1) or
@@ -42,13 +43,16 @@
 //! # });
 //! ```
 
+mod cache;
 pub mod dev;
 mod jwks;
 mod jwt;
 mod layer;
 mod principal;
+mod strict;
 mod verifier;
 
+pub use cache::{CachingVerifier, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL};
 pub use jwks::KeySource;
 pub use jwt::{
     ConfigError, JwtVerifier, JwtVerifierBuilder, MAX_TOKEN_BYTES, SUPPORTED_ALGORITHMS,

@@ -2,6 +2,7 @@
 //! does `mod support;`.
 //!
 //! - [`stand_in`]: local stand-in for the Anthropic API (the only fake).
+//! - [`keys`]: fresh signing keys (RSA, P-256, P-384, Ed25519) and a raw JWS signer.
 //! - [`oidc`]: a real OpenID Connect provider (`oidc-provider` on Node).
 //! - [`python`]: the official Anthropic Python SDK as a client.
 //!
@@ -9,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod keys;
 pub mod oidc;
 pub mod python;
 pub mod stand_in;
