@@ -116,6 +116,10 @@ pub(crate) struct KeyStoreOptions {
     pub min_refresh_interval: Duration,
     /// Refresh keys older than this on the next use (a failure keeps the old ones).
     pub max_age: Duration,
+    /// Longest time fetched keys keep being served while refreshes fail (the
+    /// IdP is down); older keys are refused and verification fails closed
+    /// with [`AuthError::KeysUnavailable`] until a refresh succeeds.
+    pub max_stale: Duration,
     /// Largest JWKS or discovery document accepted (bytes).
     pub max_document_bytes: usize,
     /// Timeout of one fetch.
@@ -127,6 +131,7 @@ impl Default for KeyStoreOptions {
         KeyStoreOptions {
             min_refresh_interval: Duration::from_secs(30),
             max_age: Duration::from_secs(3600),
+            max_stale: Duration::from_secs(24 * 3600),
             max_document_bytes: 1 << 20,
             fetch_timeout: Duration::from_secs(10),
         }
@@ -178,8 +183,19 @@ impl KeyStore {
         }
     }
 
+    /// Whether keys loaded at `loaded` may still be served.
+    fn fresh_enough(&self, loaded: Option<Instant>) -> bool {
+        match loaded {
+            None => false,
+            Some(_) if matches!(self.source, KeySource::Static(_)) => true,
+            Some(t) => t.elapsed() <= self.options.max_stale,
+        }
+    }
+
     /// The current keys; loads them on first use, reloads stale ones, and
     /// when `want_kid` is not among them refreshes at most once per interval.
+    /// Refreshes are single-flight: however many callers need one at the same
+    /// time, one fetch happens and the others reuse its result.
     pub(crate) async fn keys(
         &self,
         want_kid: Option<&str>,
@@ -188,11 +204,12 @@ impl KeyStore {
         let file_changed = loaded.is_some()
             && matches!(self.source, KeySource::JwksFile(_))
             && self.file_changed().await;
+        let refresh_after = self.options.max_age.min(self.options.max_stale);
         let expired = !matches!(self.source, KeySource::Static(_))
-            && loaded.is_some_and(|t| t.elapsed() >= self.options.max_age);
+            && loaded.is_some_and(|t| t.elapsed() >= refresh_after);
         let missing = want_kid.is_some_and(|k| !keys.iter().any(|v| v.kid.as_deref() == Some(k)));
         let current = |keys: Arc<Vec<VerifyingKey>>, loaded: Option<Instant>| {
-            if loaded.is_some() {
+            if self.fresh_enough(loaded) {
                 Ok(keys)
             } else {
                 Err(AuthError::KeysUnavailable)
@@ -224,10 +241,18 @@ impl KeyStore {
             }
             Err(e) => {
                 tracing::warn!(issuer = %self.issuer, error = %e, "could not load signing keys");
-                if st.loaded_at.is_some() {
-                    // Keep serving the last good keys while the IdP is down.
+                // Keep serving the last good keys while the IdP is down, up
+                // to `max_stale`; then fail closed.
+                if self.fresh_enough(st.loaded_at) {
                     Ok(st.keys.clone())
                 } else {
+                    if st.loaded_at.is_some() {
+                        tracing::error!(
+                            issuer = %self.issuer,
+                            max_stale_secs = self.options.max_stale.as_secs(),
+                            "cached signing keys are older than max_stale: refusing tokens until the IdP answers"
+                        );
+                    }
                     Err(AuthError::KeysUnavailable)
                 }
             }
@@ -433,6 +458,76 @@ mod tests {
             idp.hits.load(Ordering::SeqCst) >= 2,
             "a refresh was attempted"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_thousand_concurrent_new_kids_cause_one_fetch() {
+        let a = DevIssuer::try_ephemeral(ISS).unwrap();
+        let b = DevIssuer::try_ephemeral(ISS).unwrap();
+        let idp = idp(a.jwks_json()).await;
+        let v = verifier(
+            &idp.url,
+            Duration::from_millis(100),
+            Duration::from_secs(3600),
+        );
+        assert!(v.verify(&token(&a)).await.is_ok());
+        assert_eq!(idp.hits.load(Ordering::SeqCst), 1);
+        // Past the refresh interval, the IdP rotates to key B.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        *idp.jwks.write().unwrap() = Some(b.jwks_json());
+        let t = token(&b);
+        let start = Arc::new(tokio::sync::Barrier::new(1_000));
+        let tasks: Vec<_> = (0..1_000)
+            .map(|_| {
+                let (v, t, start) = (v.clone(), t.clone(), start.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    v.verify(&t).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert!(task.await.unwrap().is_ok());
+        }
+        assert_eq!(
+            idp.hits.load(Ordering::SeqCst),
+            2,
+            "1,000 requests with a new kid cause exactly one JWKS fetch"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stale_keys_are_served_up_to_max_stale_then_fail_closed() {
+        let a = DevIssuer::try_ephemeral(ISS).unwrap();
+        let idp = idp(a.jwks_json()).await;
+        let v = JwtVerifier::builder(ISS)
+            .audience("skillgate")
+            .keys(KeySource::JwksUrl(idp.url.clone()))
+            .refresh_interval(Duration::from_millis(10))
+            .max_key_age(Duration::from_millis(10))
+            .max_stale(Duration::from_millis(1_000))
+            .build()
+            .unwrap();
+        assert!(v.verify(&token(&a)).await.is_ok());
+        *idp.jwks.write().unwrap() = None; // the IdP is down from now on
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(
+            v.verify(&token(&a)).await.is_ok(),
+            "within max_stale the last good keys are used"
+        );
+        let hits_while_down = idp.hits.load(Ordering::SeqCst);
+        assert!(hits_while_down >= 2, "a refresh was attempted");
+        tokio::time::sleep(Duration::from_millis(1_050)).await;
+        assert_eq!(
+            v.verify(&token(&a)).await.unwrap_err(),
+            AuthError::KeysUnavailable,
+            "past max_stale the verifier fails closed"
+        );
+        assert!(idp.hits.load(Ordering::SeqCst) > hits_while_down);
+        // The IdP comes back: the next refresh restores service.
+        *idp.jwks.write().unwrap() = Some(a.jwks_json());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(v.verify(&token(&a)).await.is_ok());
     }
 
     #[tokio::test]

@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
+use jsonwebtoken::{Algorithm, Validation, decode};
+use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 
 use super::jwks::{KeySource, KeyStore, KeyStoreOptions};
 use super::mapping::{ClaimMapping, Conditions, GroupRule, MappingError, TypRule};
 use super::presets::Preset;
+use super::strict;
 use super::{AuthError, Principal, TokenVerifier};
 
 /// Largest token accepted, in bytes (16 KiB). Longer ones are refused before parsing.
@@ -78,12 +78,17 @@ pub enum ConfigError {
 
 /// Verifies JWTs from one issuer.
 ///
-/// Checks, in order: size (≤ [`MAX_TOKEN_BYTES`]), compact form, `alg` in the
-/// allow-list (never `none` or HMAC), no unknown `crit`, `typ` where required,
-/// a key from the issuer's JWKS that matches `kid` and `alg` exactly (key type
-/// and curve), the signature, then `iss` (exact), `aud` (any configured),
-/// `exp` (required) and `nbf` with leeway. `jku`, `x5u`, `jwk` and `x5c`
-/// headers are ignored and never fetched (RFC 8725 §3.10).
+/// Checks, in order: size (≤ [`MAX_TOKEN_BYTES`]), compact form with every
+/// segment in canonical base64url, header and payload JSON objects without
+/// duplicate member names (RFC 7515 §5.2, RFC 8725 §3.1), `alg` in the
+/// allow-list (never `none` or HMAC), no `crit`, `typ` where required, the
+/// types of the registered claims (RFC 7519 §4.1), the signature's shape
+/// (ECDSA `r` and `s` non-zero), a key from the issuer's JWKS that matches
+/// `kid` and `alg` exactly (key type and curve), the signature, then `iss`
+/// (exact), `aud` (any configured), `exp` (required) and `nbf` with leeway.
+/// `jku`, `x5u`, `jwk` and `x5c` headers are ignored and never fetched
+/// (RFC 8725 §3.10). docs/identity-hardening.md lists the attacks these
+/// checks refuse.
 ///
 /// ```
 /// use std::time::Duration;
@@ -330,6 +335,15 @@ impl JwtVerifierBuilder {
         self
     }
 
+    /// How long fetched keys keep being used while the IdP cannot be reached
+    /// (default 24 h). Past that, tokens are refused with
+    /// [`AuthError::KeysUnavailable`] until a refresh succeeds (fail closed).
+    /// Does not apply to [`KeySource::Static`].
+    pub fn max_stale(mut self, age: Duration) -> Self {
+        self.options.max_stale = age;
+        self
+    }
+
     /// Validates the configuration and builds the verifier. No I/O happens
     /// here; see [`JwtVerifier::preload`].
     ///
@@ -402,28 +416,13 @@ pub(crate) fn typ_matches(got: Option<&str>, want: &str) -> bool {
     got.is_some_and(|g| norm(g) == norm(want))
 }
 
-/// Decodes one base64url (no padding) JWT segment, strictly.
-fn b64_segment(seg: &str) -> Result<Vec<u8>, AuthError> {
-    URL_SAFE_NO_PAD
-        .decode(seg)
-        .map_err(|_| AuthError::Malformed)
-}
-
-/// Reads `iss` from an unverified token, for routing to the right verifier only.
+/// Reads `iss` from an unverified token, for routing to the right verifier
+/// only. The payload gets the same strict parse as in verification (canonical
+/// base64url, no duplicate members), so routing and verification cannot read
+/// two different issuers out of one token.
 pub(crate) fn unverified_issuer(token: &str) -> Result<String, AuthError> {
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(AuthError::TooLarge {
-            limit: MAX_TOKEN_BYTES,
-        });
-    }
-    let mut parts = token.split('.');
-    let (_h, p) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(h), Some(p), Some(_), None) => (h, p),
-        _ => return Err(AuthError::Malformed),
-    };
-    let payload: Value =
-        serde_json::from_slice(&b64_segment(p)?).map_err(|_| AuthError::Malformed)?;
-    match payload.get("iss") {
+    let claims = strict::parse_claims(token)?;
+    match claims.get("iss") {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(_) => Err(AuthError::Malformed),
         None => Err(AuthError::MissingClaim("iss")),
@@ -453,32 +452,22 @@ fn map_jwt_error(kind: &ErrorKind) -> AuthError {
 
 impl Inner {
     async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(AuthError::TooLarge {
-                limit: MAX_TOKEN_BYTES,
-            });
-        }
-        if token.split('.').count() != 3 {
-            return Err(AuthError::Malformed);
-        }
-        // `decode_header` refuses `alg` values it does not know, `none` included.
-        let header = decode_header(token).map_err(|e| match e.kind() {
-            ErrorKind::InvalidAlgorithmName => AuthError::AlgorithmNotAllowed,
-            _ => AuthError::Malformed,
-        })?;
-        if !self.algorithms.contains(&header.alg) {
-            return Err(AuthError::AlgorithmNotAllowed);
-        }
-        if header.crit.is_some() {
-            return Err(AuthError::UnsupportedCritical);
-        }
-        if !self.typ.allows(header.typ.as_deref()) {
+        // Strict pre-parse: size, canonical base64url, no duplicate JSON
+        // members, header and claim types (see `strict`). Nothing below sees
+        // a token that two parsers could read differently.
+        let compact = strict::parse(token)?;
+        let header = strict::check_header(&compact.header, &self.algorithms, None)?;
+        if !self.typ.allows(header.typ) {
             return Err(AuthError::WrongType);
         }
-        let keys = self.keys.keys(header.kid.as_deref()).await?;
+        strict::check_signature_shape(header.alg, &compact.signature)?;
+        strict::check_claims(&compact.claims)?;
+        // Only the configured key set is consulted: `jku`, `jwk`, `x5u` and
+        // `x5c` in the header are never read, let alone fetched.
+        let keys = self.keys.keys(header.kid).await?;
         let candidates: Vec<_> = keys
             .iter()
-            .filter(|k| match (&header.kid, &k.kid) {
+            .filter(|k| match (header.kid, &k.kid) {
                 (Some(want), Some(have)) => want == have,
                 (Some(_), None) => false,
                 (None, _) => true,
@@ -497,8 +486,10 @@ impl Inner {
         validation.validate_nbf = true;
         let mut last = AuthError::InvalidSignature;
         for key in candidates {
-            match decode::<Map<String, Value>>(token, &key.key, &validation) {
-                Ok(data) => return self.principal(data.claims),
+            // jsonwebtoken checks the signature over the bytes as sent and
+            // validates iss/aud/exp/nbf; the claims are the strict parse's.
+            match decode::<IgnoredAny>(token, &key.key, &validation) {
+                Ok(_) => return self.principal(compact.claims),
                 Err(e) => {
                     last = map_jwt_error(e.kind());
                     if last != AuthError::InvalidSignature {
@@ -561,6 +552,8 @@ mod tests {
 
     #[test]
     fn unverified_issuer_reads_payload_only() {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let p = URL_SAFE_NO_PAD.encode(br#"{"iss":"https://a"}"#);
         assert_eq!(unverified_issuer(&format!("x.{p}.y")).unwrap(), "https://a");
         let p = URL_SAFE_NO_PAD.encode(br#"{"iss":["https://a"]}"#);

@@ -8,6 +8,7 @@
 //!   layouts of real IdPs (Entra ID, Okta, Google, Kubernetes, GitHub
 //!   Actions, SPIFFE); [`ClaimMapping`], [`Conditions`] and [`GroupRule`]
 //!   turn claims into a principal and groups (`docs/identity.md`).
+//! - [`CachingVerifier`]: remembers verified tokens (bounded, honours `exp`).
 //! - [`dev::DevIssuer`]: a local issuer for trying things out.
 //! - [`federation`]: the gateway's own token endpoint (`POST /v1/oauth/token`)
 //!   for the SDKs' workload-identity federation, and the gateway tokens it mints.
@@ -48,6 +49,7 @@
 //! # });
 //! ```
 
+mod cache;
 pub mod dev;
 pub mod federation;
 mod jwks;
@@ -56,8 +58,10 @@ mod layer;
 mod mapping;
 mod presets;
 mod principal;
+mod strict;
 mod verifier;
 
+pub use cache::{CachingVerifier, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL};
 pub use jwks::KeySource;
 pub use jwt::{
     ConfigError, JwtVerifier, JwtVerifierBuilder, MAX_TOKEN_BYTES, SUPPORTED_ALGORITHMS,

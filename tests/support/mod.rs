@@ -3,6 +3,7 @@
 //!
 //! - [`gateway`]: a gateway assembled like the example, on a free port.
 //! - [`stand_in`]: local stand-in for the Anthropic API (the only fake).
+//! - [`keys`]: fresh signing keys (RSA, P-256, P-384, Ed25519) and a raw JWS signer.
 //! - [`oidc`]: a real OpenID Connect provider (`oidc-provider` on Node).
 //! - [`python`]: the official Anthropic Python SDK as a client.
 //! - [`sdk_env`]: the official Python and TypeScript SDKs configured only by
@@ -13,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod gateway;
+pub mod keys;
 pub mod oidc;
 pub mod python;
 pub mod sdk_env;

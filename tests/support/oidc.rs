@@ -2,10 +2,15 @@
 //! loopback by `tests/node/oidc_provider.mjs`.
 //!
 //! It has one confidential client limited to the `client_credentials` grant.
-//! Its access tokens are RS256 JWTs (RFC 9068, header `typ: at+jwt`) with
+//! Its access tokens are JWTs (RFC 9068, header `typ: at+jwt`) with
 //! `aud` = [`AUDIENCE`], `iss` = the issuer, `sub` = `client_id` = the client,
-//! `scope` = [`SCOPE`] and `groups` = [`GROUPS`]. The JWKS has an RSA (RS256)
-//! and an EC P-256 (ES256) key, fresh each start.
+//! `scope` = [`SCOPE`] and `groups` = [`GROUPS`]. The JWKS has one key per
+//! algorithm in [`ALGORITHMS`] (RSA for RS256, EC P-256 for ES256, a second
+//! RSA key for PS256, Ed25519 for EdDSA), fresh each start. Tokens for
+//! [`RESOURCE`] are RS256 (or `OIDC_ACCESS_TOKEN_ALG`, see
+//! [`OidcProvider::start_with_env`]); [`OidcProvider::token_with_alg`] gets
+//! one signed with any of them. [`OidcProvider::rotate_keys`] replaces every
+//! key while the provider keeps running on the same port.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -29,6 +34,8 @@ pub const OTHER_AUDIENCE: &str = "other-service";
 pub const SCOPE: &str = "messages:write";
 /// The `groups` claim of the client's tokens.
 pub const GROUPS: [&str; 2] = ["ci", "billing"];
+/// The access-token signing algorithms the provider has keys for.
+pub const ALGORITHMS: [&str; 4] = ["RS256", "PS256", "ES256", "EdDSA"];
 /// How long the provider may take to print its line.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -41,6 +48,10 @@ pub struct OidcProvider {
     pub client_secret: String,
     pub token_endpoint: String,
     pub jwks_uri: String,
+    /// Bearer token for the provider's admin endpoint (key rotation).
+    pub admin_token: String,
+    /// The `kid` of the key for each algorithm at start (see [`Self::rotate_keys`]).
+    pub kids: std::collections::BTreeMap<String, String>,
     child: Child,
     // Held open: the provider exits when its stdin closes.
     _stdin: ChildStdin,
@@ -61,6 +72,13 @@ pub fn node() -> std::ffi::OsString {
 impl OidcProvider {
     /// Spawns the provider on a free port and waits for its JSON line.
     pub async fn start() -> OidcProvider {
+        Self::start_with_env(&[]).await
+    }
+
+    /// Like [`Self::start`], with extra environment variables for the
+    /// script, e.g. `("OIDC_ACCESS_TOKEN_ALG", "ES256")` to sign
+    /// [`RESOURCE`] tokens with ES256.
+    pub async fn start_with_env(env: &[(&str, &str)]) -> OidcProvider {
         let modules = super::repo_dir().join("tests/node/node_modules/oidc-provider");
         assert!(
             modules.exists(),
@@ -71,6 +89,8 @@ impl OidcProvider {
             .arg(script())
             .env("OIDC_PORT", "0")
             .env_remove("OIDC_KEEP_STDIN")
+            .env_remove("OIDC_ACCESS_TOKEN_ALG")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -133,6 +153,8 @@ impl OidcProvider {
             client_secret: field("client_secret"),
             token_endpoint: field("token_endpoint"),
             jwks_uri: field("jwks_uri"),
+            admin_token: field("admin_token"),
+            kids: kids_of(&announced["kids"]),
             child,
             _stdin: stdin,
             _stdout: stdout,
@@ -213,6 +235,33 @@ impl OidcProvider {
         self.token_for_resource(RESOURCE).await
     }
 
+    /// A fresh client-credentials access token for skillgate signed with
+    /// `alg` (one of [`ALGORITHMS`]).
+    pub async fn token_with_alg(&self, alg: &str) -> String {
+        self.token_for_resource(&resource_for_alg(alg)).await
+    }
+
+    /// Replaces every signing key with a fresh one (new kids) while the
+    /// provider keeps running: same port, issuer and client. Returns the new
+    /// `kid` of each algorithm. Tokens signed before no longer verify against
+    /// the new JWKS.
+    pub async fn rotate_keys(&self) -> std::collections::BTreeMap<String, String> {
+        let url = format!("{}/admin/rotate-keys", self.issuer);
+        let response = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("POST {url}: {err}"));
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .unwrap_or_else(|err| panic!("POST {url}: body not JSON: {err}"));
+        assert!(status.is_success(), "POST {url}: {status}: {body}");
+        kids_of(&body["kids"])
+    }
+
     /// A fresh client-credentials access token for `resource` (e.g.
     /// [`OTHER_RESOURCE`] for a token with the wrong audience).
     pub async fn token_for_resource(&self, resource: &str) -> String {
@@ -234,6 +283,26 @@ impl OidcProvider {
             .unwrap_or_else(|| panic!("token response has no access_token: {body}"))
             .to_owned()
     }
+}
+
+/// The resource indicator whose tokens are signed with `alg` (audience
+/// [`AUDIENCE`]), e.g. `urn:skillgate:es256`.
+pub fn resource_for_alg(alg: &str) -> String {
+    assert!(ALGORITHMS.contains(&alg), "the provider has no {alg} key");
+    format!("{RESOURCE}:{}", alg.to_ascii_lowercase())
+}
+
+fn kids_of(v: &Value) -> std::collections::BTreeMap<String, String> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("kids is not an object: {v}"))
+        .iter()
+        .map(|(alg, kid)| {
+            let kid = kid
+                .as_str()
+                .unwrap_or_else(|| panic!("kid of {alg}: {kid}"));
+            (alg.clone(), kid.to_owned())
+        })
+        .collect()
 }
 
 /// The header and payload of a compact JWS, decoded but NOT verified (for
