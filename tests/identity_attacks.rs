@@ -5,7 +5,7 @@
 //! The keys are made fresh here; forged tokens are signed validly wherever
 //! that makes the attack stronger (a duplicate-key token signed by the
 //! trusted key is only refused if the verifier really refuses duplicates).
-//! See docs/identity-hardening.md for the list and how each is refused.
+//! See docs/identity.md (hardening) for the list and how each is refused.
 
 mod support;
 

@@ -63,7 +63,7 @@ pub struct GatewayConfig {
     /// The workload-identity token endpoint (`[federation]`, see
     /// [`FederationConfig`]); off unless rules are configured.
     pub federation: FederationConfig,
-    /// Budgets and rate limits (`[budgets]`, see `docs/budgets.md`).
+    /// Budgets and rate limits (`[budgets]`, see `docs/policy.md` (budgets)).
     pub budgets: crate::budget::BudgetConfig,
 }
 
@@ -208,6 +208,10 @@ pub struct IdentityConfig {
     pub dev_issuer: Option<bool>,
     /// The development issuer's key file (default `./skillgate-dev-issuer.json`).
     pub dev_key_file: PathBuf,
+    /// How many verified external tokens to remember (default 10,000; 0 = verify every request).
+    pub verified_token_cache: usize,
+    /// Longest reuse of one cached verification, in seconds (default 300; never past `exp`).
+    pub verified_token_cache_secs: u64,
     /// Further issuers, each configured on its own (`[[identity.issuers]]`).
     pub issuers: Vec<IssuerConfig>,
 }
@@ -225,6 +229,8 @@ impl Default for IdentityConfig {
             require_typ: None,
             dev_issuer: None,
             dev_key_file: PathBuf::from("./skillgate-dev-issuer.json"),
+            verified_token_cache: crate::identity::DEFAULT_CACHE_ENTRIES,
+            verified_token_cache_secs: crate::identity::DEFAULT_CACHE_TTL.as_secs(),
             issuers: Vec::new(),
         }
     }
@@ -429,7 +435,22 @@ impl GatewayConfig {
             for iss in v.accepted_issuers() {
                 claim(iss, place)?;
             }
-            set = set.with_jwt(v);
+            if id.verified_token_cache == 0 {
+                set = set.with_jwt(v);
+            } else {
+                // One cache per issuer: a busy skill pays one signature check
+                // per token, not per request. Gateway-minted tokens are not
+                // cached, so their revocation takes effect at once.
+                let issuers: Vec<String> = v.accepted_issuers().map(str::to_owned).collect();
+                let cached = Arc::new(
+                    crate::identity::CachingVerifier::new(v)
+                        .max_entries(id.verified_token_cache)
+                        .max_ttl(Duration::from_secs(id.verified_token_cache_secs)),
+                );
+                for iss in issuers {
+                    set = set.with(iss, cached.clone());
+                }
+            }
         }
         let dev = if id.dev_issuer_enabled() {
             let dev = Arc::new(self.dev_issuer()?);

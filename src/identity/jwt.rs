@@ -87,7 +87,7 @@ pub enum ConfigError {
 /// `kid` and `alg` exactly (key type and curve), the signature, then `iss`
 /// (exact), `aud` (any configured), `exp` (required) and `nbf` with leeway.
 /// `jku`, `x5u`, `jwk` and `x5c` headers are ignored and never fetched
-/// (RFC 8725 §3.10). docs/identity-hardening.md lists the attacks these
+/// (RFC 8725 §3.10). docs/identity.md (hardening) lists the attacks these
 /// checks refuse.
 ///
 /// ```
