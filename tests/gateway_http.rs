@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use skillgate::audit::{
     AuditError, AuditRecord, AuditStore, RequestRecord, ResponseRecord, Verdict,
 };
-use skillgate::gateway::GatewayConfig;
+use skillgate::gateway::{GatewayConfig, serve};
 use skillgate::identity::dev::{DevIssuer, MintOptions};
 use support::gateway::TestGateway;
 use support::stand_in::{SLOW_MODEL, STAND_IN_API_KEY, StandIn, error_model};
@@ -295,4 +295,73 @@ async fn expired_dev_token_is_refused_even_with_valid_shape() {
     let (s, retry, b) = error_of(res).await;
     assert_eq!((s, retry.as_str()), (401, "false"));
     assert_eq!(b["error"]["type"], "authentication_error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_results_url_points_back_at_the_gateway() {
+    use http::{Request, Response};
+    use skillgate::Body;
+    // An upstream that answers like the Message Batches API.
+    let upstream = tower::service_fn(|req: Request<Body>| async move {
+        let id = "msgbatch_01abc";
+        let body = if req.uri().path() == "/v1/messages/batches" {
+            json!({"data": [{"id": id, "type": "message_batch",
+                   "results_url": format!("https://api.anthropic.com/v1/messages/batches/{id}/results")}],
+                   "has_more": false})
+        } else {
+            json!({"id": id, "type": "message_batch", "processing_status": "ended",
+                   "results_url": format!("https://api.anthropic.com/v1/messages/batches/{id}/results")})
+        };
+        let mut res = Response::new(Body::from(body.to_string()));
+        res.headers_mut()
+            .insert("content-type", "application/json".parse().expect("header"));
+        Ok::<_, std::convert::Infallible>(res)
+    });
+    let dev = DevIssuer::ephemeral();
+    let store = skillgate::audit::SqliteStore::in_memory()
+        .await
+        .expect("store");
+    let service = skillgate::gateway::Gateway::builder()
+        .verifier(dev.verifier("skillgate"))
+        .audit_store(store)
+        .build()
+        .expect("gateway")
+        .service(upstream);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(
+        listener,
+        service,
+        async move {
+            let _ = rx.await;
+        },
+        Duration::from_secs(1),
+    ));
+    let token = dev.mint(&MintOptions::new("batcher")).expect("mint");
+    for path in [
+        "/v1/messages/batches/msgbatch_01abc",
+        "/v1/messages/batches",
+    ] {
+        let v: Value = client()
+            .get(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        let url = v
+            .get("results_url")
+            .or_else(|| v["data"][0].get("results_url"))
+            .expect("results_url");
+        assert_eq!(
+            url,
+            &json!(format!("{base}/v1/messages/batches/msgbatch_01abc/results")),
+            "{path}"
+        );
+    }
 }
