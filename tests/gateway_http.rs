@@ -365,3 +365,97 @@ async fn batch_results_url_points_back_at_the_gateway() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_bodies_are_never_read_and_odd_request_lines_are_refused() {
+    let up = StandIn::start().await;
+    let gw = start(&up, |_| {}, None).await;
+    // 4 MiB without a token: refused on the headers, body never buffered or stored.
+    let big = vec![b'a'; 4 << 20];
+    let res = client()
+        .post(format!("{}/v1/messages", gw.base))
+        .body(big)
+        .send()
+        .await;
+    if let Ok(res) = res {
+        assert_eq!(res.status(), 401);
+    }
+    let path_cases = [
+        "/v1/./messages",
+        "/v1//messages",
+        "/v1/%6dessages",
+        "/v1/Messages",
+        "/v1/messages/",
+        "/v1/x/../messages",
+        "/v1/complete",
+    ];
+    for p in path_cases {
+        // reqwest normalises some of these; send them raw over TCP.
+        let raw = format!(
+            "POST {p} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}",
+            gw.token
+        );
+        let addr = gw.base.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(raw.as_bytes()).await.expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        let status = out.split(' ').nth(1).unwrap_or("");
+        assert!(status == "400" || status == "404", "{p}: {out}");
+        assert!(out.contains("\"type\":\"error\""), "{p}: {out}");
+    }
+    let trace = client()
+        .request(
+            reqwest::Method::from_bytes(b"TRACE").expect("method"),
+            format!("{}/v1/messages", gw.base),
+        )
+        .bearer_auth(&gw.token)
+        .send()
+        .await
+        .expect("trace");
+    assert_eq!(trace.status(), 400);
+    let get_with_body = client()
+        .get(format!("{}/v1/models", gw.base))
+        .bearer_auth(&gw.token)
+        .body("{\"model\":\"claude-opus-4-8\"}")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(get_with_body.status(), 400);
+    assert!(up.received().is_empty(), "nothing forwarded");
+    let recs = wait_records(&gw.audit, 10).await;
+    let anonymous = recs
+        .iter()
+        .find(|r| r.response.as_ref().is_some_and(|x| x.status == 401))
+        .expect("401 record");
+    assert!(
+        anonymous.request.body.is_empty(),
+        "an anonymous body is neither read nor stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_leaving_before_the_answer_leaves_an_incomplete_record() {
+    let up = StandIn::start().await;
+    let gw = start(&up, |_| {}, None).await;
+    let req = client()
+        .post(format!("{}/v1/messages", gw.base))
+        .bearer_auth(&gw.token)
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .body(messages_body(SLOW_MODEL, false).to_string())
+        .timeout(Duration::from_millis(800))
+        .send()
+        .await;
+    assert!(req.is_err(), "the client gave up");
+    let recs = wait_records(&gw.audit, 1).await;
+    let resp = recs[0].response.as_ref().expect("response half");
+    assert_eq!(resp.status, 499);
+    assert!(!resp.complete);
+    assert_eq!(
+        recs[0].request.decision.verdict,
+        Verdict::Allow,
+        "it was forwarded"
+    );
+}

@@ -8,19 +8,21 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use http::{Request, Response, header};
+use http::{Method, Request, Response, header};
 use http_body::{Body as _, Frame, SizeHint};
 use tower::{Layer, Service};
 use uuid::Uuid;
 
 use super::{AuditError, AuditStore, DecisionRecord, RequestRecord, ResponseRecord, Verdict};
-use crate::body::{Body, BoxError, CollectError, collect_limited};
+use crate::body::{Body, BoxError};
 use crate::error::Error;
 use crate::identity::{Principal, ResponseFuture};
 use crate::wire::messages::RequestBody;
 
 /// Default largest request body accepted, in bytes (32 MiB, the Messages API's own limit).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+/// How much of a refused (never forwarded) request's body a record keeps, in bytes (64 KiB).
+pub const REFUSED_BODY_RECORD_BYTES: usize = 64 * 1024;
 /// Default largest response body kept in a record, in bytes (8 MiB); the
 /// client still receives everything.
 pub const DEFAULT_MAX_CAPTURE_BYTES: usize = 8 * 1024 * 1024;
@@ -212,6 +214,15 @@ impl AuditHandle {
         self.draft().response_body = Some(body);
     }
 
+    /// Keeps the buffered request body for the record (called by
+    /// [`BufferLayer`](crate::gateway::BufferLayer) once the caller is authenticated).
+    pub fn set_received_body(&self, body: &Bytes) {
+        let mut d = self.draft();
+        if !d.body_replaced {
+            d.body = body.clone();
+        }
+    }
+
     /// Whether the request record has been written.
     pub fn is_committed(&self) -> bool {
         self.draft().committed
@@ -275,11 +286,19 @@ impl AuditHandle {
         response.latency_us = micros(self.0.started);
         let committed = self.is_committed();
         if !committed {
-            let fallback = DecisionRecord::deny(format!("refused with status {}", response.status));
-            let mut rec = self.request_record(fallback);
+            let why = if response.status == 499 {
+                "caller went away before a response".to_owned()
+            } else {
+                format!("refused with status {}", response.status)
+            };
+            let mut rec = self.request_record(DecisionRecord::deny(why.clone()));
             if rec.decision.verdict == Verdict::Allow {
-                rec.decision =
-                    DecisionRecord::deny(format!("refused with status {}", response.status));
+                rec.decision = DecisionRecord::deny(why);
+            }
+            // Never forwarded: keep a bounded prefix, so refused requests
+            // cannot fill the audit store.
+            if rec.body.len() > REFUSED_BODY_RECORD_BYTES {
+                rec.body = rec.body.slice(..REFUSED_BODY_RECORD_BYTES);
             }
             if let Err(e) = self.0.store.record_request(&rec).await {
                 tracing::error!(id = %self.0.id, error = %e, "audit: could not record refused request");
@@ -334,6 +353,34 @@ where
                 store: layer.store.clone(),
                 draft: Mutex::new(Draft::default()),
             }));
+            // The request line first: every later layer, and every policy
+            // rule about paths, must see the path the upstream will see.
+            let bodyless = matches!(parts.method, Method::GET | Method::HEAD | Method::DELETE);
+            let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
+                || parts
+                    .headers
+                    .get(header::CONTENT_LENGTH)
+                    .is_some_and(|v| v.as_bytes() != b"0");
+            let shape = crate::wire::endpoint::check(&parts.method, parts.uri.path())
+                .map_err(|e| e.into_error())
+                .and_then(|()| {
+                    if bodyless && has_body {
+                        Err(Error::InvalidRequest(format!(
+                            "{} requests take no body",
+                            parts.method
+                        )))
+                    } else {
+                        Ok(())
+                    }
+                });
+            if let Err(err) = shape {
+                handle.set_decision(DecisionRecord::deny(err.to_string()));
+                return Ok(wrap_response(
+                    handle,
+                    err.into_response(),
+                    layer.max_capture_bytes,
+                ));
+            }
             // A declared length over the limit is refused without reading a byte.
             let declared = parts
                 .headers
@@ -351,27 +398,36 @@ where
                     layer.max_capture_bytes,
                 ));
             }
-            let bytes = match collect_limited(body, layer.max_request_bytes).await {
-                Ok(b) => b,
-                Err(e) => {
-                    let err = match e {
-                        CollectError::TooLarge { limit } => Error::BodyTooLarge { limit },
-                        CollectError::Stream(_) => Error::BodyRead,
-                    };
-                    handle.set_decision(DecisionRecord::deny(err.to_string()));
-                    let res = err.into_response();
-                    return Ok(wrap_response(handle, res, layer.max_capture_bytes));
-                }
-            };
-            let request_body = RequestBody::new(bytes.clone());
-            handle.draft().body = bytes.clone();
+            // The body stays a stream here: it is read only after the caller
+            // is authenticated (`BufferLayer`), so an anonymous caller costs
+            // headers, not 32 MiB of memory and audit storage.
             parts.extensions.insert(handle.clone());
-            parts.extensions.insert(request_body);
-            let res = inner
-                .call(Request::from_parts(parts, Body::from(bytes)))
-                .await?;
+            let guard = PendingGuard(Some(handle.clone()));
+            let res = inner.call(Request::from_parts(parts, body)).await?;
+            guard.disarm();
             Ok(wrap_response(handle, res, layer.max_capture_bytes))
         })
+    }
+}
+
+/// Records the exchange as incomplete if the caller goes away before any
+/// response exists (the request future is dropped while waiting upstream).
+struct PendingGuard(Option<AuditHandle>);
+
+impl PendingGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            let mut record = ResponseRecord::new(handle.id(), 499);
+            record.complete = false;
+            record.ttfb_us = micros(handle.0.started);
+            spawn_finish(handle, record);
+        }
     }
 }
 
@@ -432,10 +488,30 @@ impl TeeState {
             return spawn_finish(handle, record);
         }
         if is_sse {
-            if let Some(r) = crate::wire::stream::reassemble(&record.body) {
-                record.text = Some(r.text);
-                record.usage = r.usage;
+            // Reassembly reads the whole capture: do it off the client's path.
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(async move {
+                        let parsed = tokio::task::spawn_blocking(move || {
+                            let r = crate::wire::stream::reassemble(&record.body);
+                            (record, r)
+                        })
+                        .await;
+                        if let Ok((mut record, r)) = parsed {
+                            if let Some(r) = r {
+                                // A stream that ended without message_stop (or an
+                                // error event) was cut short.
+                                record.complete &= r.complete || r.error.is_some();
+                                record.text = Some(r.text);
+                                record.usage = r.usage;
+                            }
+                            handle.finish(record).await;
+                        }
+                    });
+                }
+                Err(_) => tracing::error!("audit: no runtime to record the response on"),
             }
+            return;
         } else if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&record.body) {
             record.usage = v.get("usage").cloned();
         }

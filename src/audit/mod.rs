@@ -1,10 +1,15 @@
 //! Audit: one record per exchange — request as forwarded, response as
 //! delivered, decision, principal — in a store that many instances can share.
 //!
-//! - [`AuditLayer`] / [`AuditService`]: the outermost middleware. It buffers
-//!   the request body (up to a limit, `413 request_too_large` beyond), puts an
-//!   [`AuditHandle`] and the [`RequestBody`](crate::wire::messages::RequestBody)
-//!   into the request extensions, and tees the response body into the record.
+//! - [`AuditLayer`] / [`AuditService`]: the outermost middleware. It refuses
+//!   a declared `Content-Length` over the limit (`413 request_too_large`),
+//!   puts an [`AuditHandle`] into the request extensions, and tees the
+//!   response body into the record. The body itself is read only after the
+//!   caller is authenticated, by [`BufferLayer`](crate::gateway::BufferLayer),
+//!   which hands it to the record; a refused request keeps at most
+//!   [`REFUSED_BODY_RECORD_BYTES`] of it.
+//! - A caller that goes away before any response exists leaves a record
+//!   with status 499 and `complete = false`.
 //! - [`AuditHandle::commit`]: the innermost point writes the request record
 //!   *before* forwarding; if the store cannot take it, the request is refused
 //!   with `503` and never forwarded.
@@ -27,6 +32,7 @@
 //! let store = std::sync::Arc::new(SqliteStore::in_memory().await.unwrap());
 //! let svc = ServiceBuilder::new()
 //!     .layer(AuditLayer::from_arc(store.clone()))
+//!     .layer(skillgate::gateway::BufferLayer::new(1 << 20))
 //!     .service(service_fn(|req: Request<Body>| async move {
 //!         // The innermost point commits the request record before "forwarding".
 //!         let handle = req.extensions().get::<AuditHandle>().unwrap();
@@ -51,7 +57,7 @@ mod store;
 
 pub use layer::{
     AuditBody, AuditHandle, AuditLayer, AuditService, DEFAULT_MAX_CAPTURE_BYTES,
-    DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_MAX_REQUEST_BYTES, REFUSED_BODY_RECORD_BYTES,
 };
 pub use record::{AuditRecord, DecisionRecord, RequestRecord, ResponseRecord, Verdict};
 #[cfg(feature = "sqlite")]

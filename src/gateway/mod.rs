@@ -34,6 +34,7 @@
 //! ```
 
 mod batches;
+mod buffer;
 mod config;
 mod guard;
 mod serve;
@@ -45,12 +46,15 @@ use http::{Request, Response};
 use tower::util::{BoxCloneSyncService, Either};
 use tower::{Layer, Service};
 
+pub use buffer::{BufferLayer, BufferService, DEFAULT_BODY_READ_TIMEOUT};
 pub use config::{
     Assembled, AuditConfig, ConfigError, GatewayConfig, IdentityConfig, PolicyConfig,
     UpstreamConfig,
 };
 pub use guard::{ForwardGuard, ForwardGuardLayer};
-pub use serve::{HealthLayer, HealthService, serve, shutdown_signal};
+pub use serve::{
+    HEADER_READ_TIMEOUT, HealthLayer, HealthService, MAX_CONNECTIONS, serve, shutdown_signal,
+};
 
 use crate::audit::{AuditLayer, AuditService, AuditStore};
 use crate::body::Body;
@@ -84,6 +88,7 @@ pub struct Gateway {
     audit: AuditLayer,
     token_endpoint: TokenEndpointLayer,
     identity: IdentityLayer,
+    buffer: BufferLayer,
     policy: Option<PolicyLayer>,
     guard: ForwardGuardLayer,
     budget: Option<BudgetLayer>,
@@ -97,6 +102,7 @@ pub struct GatewayBuilder {
     instance: Option<String>,
     max_request_bytes: Option<usize>,
     max_capture_bytes: Option<usize>,
+    body_read_timeout: Option<std::time::Duration>,
     policy: Option<PolicyLayer>,
     public_url: Option<String>,
     token_endpoint: Option<TokenEndpointLayer>,
@@ -126,6 +132,7 @@ impl Gateway {
             audit: self.audit.clone(),
             token_endpoint: self.token_endpoint.clone(),
             identity: self.identity.clone(),
+            buffer: self.buffer,
             policy: self.policy.clone(),
             guard: self.guard.clone(),
             budget: self.budget.clone(),
@@ -182,6 +189,12 @@ impl GatewayBuilder {
         self.max_request_bytes = Some(n);
         self
     }
+    /// Longest time to receive a request body once the caller is
+    /// authenticated (default 60 s).
+    pub fn body_read_timeout(mut self, t: std::time::Duration) -> Self {
+        self.body_read_timeout = Some(t);
+        self
+    }
     /// Largest response body kept per audit record, in bytes (default 8 MiB).
     pub fn max_capture_bytes(mut self, n: usize) -> Self {
         self.max_capture_bytes = Some(n);
@@ -230,8 +243,15 @@ impl GatewayBuilder {
         if let Some(i) = self.instance {
             audit = audit.instance(i);
         }
+        let mut buffer = BufferLayer::new(
+            self.max_request_bytes
+                .unwrap_or(crate::audit::DEFAULT_MAX_REQUEST_BYTES),
+        );
         if let Some(n) = self.max_request_bytes {
             audit = audit.max_request_bytes(n);
+        }
+        if let Some(t) = self.body_read_timeout {
+            buffer = buffer.read_timeout(t);
         }
         if let Some(n) = self.max_capture_bytes {
             audit = audit.max_capture_bytes(n);
@@ -242,6 +262,7 @@ impl GatewayBuilder {
                 .token_endpoint
                 .unwrap_or_else(TokenEndpointLayer::disabled),
             identity: IdentityLayer::from_arc(verifier),
+            buffer,
             policy: self.policy,
             guard: match self.public_url {
                 Some(u) => ForwardGuardLayer::new().public_url(u),
@@ -259,6 +280,7 @@ pub struct GatewayLayer {
     audit: AuditLayer,
     token_endpoint: TokenEndpointLayer,
     identity: IdentityLayer,
+    buffer: BufferLayer,
     policy: Option<PolicyLayer>,
     guard: ForwardGuardLayer,
     budget: Option<BudgetLayer>,
@@ -266,7 +288,9 @@ pub struct GatewayLayer {
 
 /// The service a [`GatewayLayer`] makes around `S`.
 pub type GatewayLayerService<S> = AuditService<
-    TokenEndpointService<IdentityService<Either<PolicyService<Budgeted<S>>, Budgeted<S>>>>,
+    TokenEndpointService<
+        IdentityService<BufferService<Either<PolicyService<Budgeted<S>>, Budgeted<S>>>>,
+    >,
 >;
 
 /// The guarded service with the budget layer in front, if configured.
@@ -284,7 +308,9 @@ impl<S> Layer<S> for GatewayLayer {
             Some(p) => Either::Left(p.layer(budgeted)),
             None => Either::Right(budgeted),
         };
-        self.audit
-            .layer(self.token_endpoint.layer(self.identity.layer(decided)))
+        self.audit.layer(
+            self.token_endpoint
+                .layer(self.identity.layer(self.buffer.layer(decided))),
+        )
     }
 }

@@ -6,11 +6,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, Response, header};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use std::sync::Arc;
+
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -20,6 +23,11 @@ use super::GatewayService;
 use crate::body::Body;
 use crate::error::Error;
 use crate::identity::{CREDENTIAL_HEADERS, ResponseFuture};
+
+/// Longest time a client may take to send a request head (30 s).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most connections served at once; further clients wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 4096;
 
 /// Answers `GET /healthz` with `200 {"status":"ok"}` and passes everything
 /// else on. Health checks are not audited and need no token.
@@ -139,9 +147,29 @@ pub async fn serve(
             .service(service),
     );
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client gets HEADER_READ_TIMEOUT to send its request head (slowloris);
+    // the body has its own read timeout once the caller is authenticated.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
+        // At most MAX_CONNECTIONS at once: beyond that, stop accepting until one closes.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -166,6 +194,7 @@ pub async fn serve(
                     if let Err(e) = watched.await {
                         tracing::debug!(%peer, error = %e, "connection ended with error");
                     }
+                    drop(permit);
                 });
             }
             _ = &mut shutdown => break,

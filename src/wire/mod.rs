@@ -5,6 +5,7 @@
 //! - [`messages`]: a read-only view of a Messages request.
 //! - error bodies live in [`crate::error`].
 
+pub mod endpoint;
 pub mod messages;
 pub mod sse;
 pub mod stream;
