@@ -9,6 +9,7 @@ pub mod error;
 pub mod gateway;
 mod http_client;
 pub mod identity;
+mod json;
 pub mod policy;
 pub mod upstream;
 pub mod wire;

@@ -17,12 +17,24 @@ pub(crate) fn is_batches_path(path: &str) -> bool {
 
 /// The gateway's own origin for this request: `public_url` if configured,
 /// else `http(s)://{Host}` (scheme from `x-forwarded-proto`, default http).
-pub(crate) fn gateway_origin(public_url: Option<&str>, headers: &HeaderMap) -> Option<String> {
+pub(crate) fn gateway_origin(
+    public_url: Option<&str>,
+    authority: Option<&str>,
+    headers: &HeaderMap,
+) -> Option<String> {
     if let Some(u) = public_url {
         return Some(u.trim_end_matches('/').to_owned());
     }
-    let host = headers.get(header::HOST)?.to_str().ok()?;
-    if host.is_empty() || host.contains(['/', ' ', '@']) {
+    // HTTP/2 carries the host in `:authority` (the URI), HTTP/1.1 in `Host`.
+    let host = match authority {
+        Some(a) => a,
+        None => headers.get(header::HOST)?.to_str().ok()?,
+    };
+    // Only a plain host[:port] (DNS name, IPv4, or [IPv6]) is trusted to build a URL.
+    let plain = host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if host.is_empty() || !plain {
         return None;
     }
     let proto = headers
@@ -91,21 +103,33 @@ mod tests {
     #[test]
     fn origin_from_host() {
         let mut h = HeaderMap::new();
-        assert_eq!(gateway_origin(None, &h), None);
+        assert_eq!(gateway_origin(None, None, &h), None);
         h.insert(header::HOST, "gw.internal:8080".parse().unwrap());
         assert_eq!(
-            gateway_origin(None, &h).as_deref(),
+            gateway_origin(None, None, &h).as_deref(),
             Some("http://gw.internal:8080")
         );
         h.insert("x-forwarded-proto", "https".parse().unwrap());
         assert_eq!(
-            gateway_origin(None, &h).as_deref(),
+            gateway_origin(None, None, &h).as_deref(),
             Some("https://gw.internal:8080")
         );
-        h.insert(header::HOST, "evil.example/x".parse().unwrap());
-        assert_eq!(gateway_origin(None, &h), None);
         assert_eq!(
-            gateway_origin(Some("https://ai.corp/"), &h).as_deref(),
+            gateway_origin(None, Some("[::1]:9"), &h).as_deref(),
+            Some("https://[::1]:9")
+        );
+        for evil in [
+            "evil.example/x",
+            "evil.example?x=",
+            "evil#x",
+            "a\\b",
+            "u@evil",
+        ] {
+            h.insert(header::HOST, evil.parse().unwrap());
+            assert_eq!(gateway_origin(None, None, &h), None, "{evil}");
+        }
+        assert_eq!(
+            gateway_origin(Some("https://ai.corp/"), None, &h).as_deref(),
             Some("https://ai.corp")
         );
     }

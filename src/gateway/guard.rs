@@ -173,7 +173,11 @@ where
                 }
             }
             let batches = super::batches::is_batches_path(req.uri().path());
-            let origin = super::batches::gateway_origin(public_url.as_deref(), req.headers());
+            let origin = super::batches::gateway_origin(
+                public_url.as_deref(),
+                req.uri().authority().map(|a| a.as_str()),
+                req.headers(),
+            );
             let res = inner.call(req).await?;
             if batches {
                 return Ok(rewrite_batches(res, origin).await);

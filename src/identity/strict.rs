@@ -26,8 +26,6 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
-use serde::Deserializer;
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::AuthError;
@@ -138,74 +136,10 @@ fn sextet(c: u8) -> u8 {
 
 /// Parses a JSON object, refusing duplicate member names at any depth.
 pub(crate) fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, AuthError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = UniqueKeys
-        .deserialize(&mut de)
-        .map_err(|_| AuthError::Malformed)?;
-    de.end().map_err(|_| AuthError::Malformed)?;
+    let value = crate::json::parse_unique(bytes).map_err(|_| AuthError::Malformed)?;
     match value {
         Value::Object(map) => Ok(map),
         _ => Err(AuthError::Malformed),
-    }
-}
-
-/// A [`DeserializeSeed`] that builds a [`Value`] and fails on a repeated key.
-#[derive(Clone, Copy)]
-struct UniqueKeys;
-
-impl<'de> DeserializeSeed<'de> for UniqueKeys {
-    type Value = Value;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for UniqueKeys {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JSON without duplicate member names")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("non-finite number"))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(v) = seq.next_element_seed(UniqueKeys)? {
-            items.push(v);
-        }
-        Ok(Value::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                return Err(de::Error::custom("duplicate member name"));
-            }
-            let value = map.next_value_seed(UniqueKeys)?;
-            out.insert(key, value);
-        }
-        Ok(Value::Object(out))
     }
 }
 

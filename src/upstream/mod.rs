@@ -322,6 +322,8 @@ impl Inner {
                 }
                 let (mut parts, body) = res.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
+                // The upstream's cookies are for the gateway's session, not the caller's.
+                parts.headers.remove(header::SET_COOKIE);
                 Response::from_parts(parts, Body::new(body))
             }
         }

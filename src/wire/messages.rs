@@ -45,6 +45,14 @@ pub enum WireError {
         /// 1-based column.
         column: usize,
     },
+    /// The same member name twice in one object (RFC 8259 §4 leaves its meaning open).
+    #[error("request body repeats a member name in one object (line {line}, column {column})")]
+    DuplicateKey {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
     /// Arrays and objects nested deeper than the limit.
     #[error("request body nests JSON deeper than {limit} levels")]
     TooDeep {
@@ -204,9 +212,20 @@ impl MessagesRequest {
                 limit: MAX_JSON_DEPTH,
             });
         }
-        let value: Value = serde_json::from_slice(body).map_err(|e| WireError::Json {
-            line: e.line(),
-            column: e.column(),
+        // Duplicate member names are refused: the upstream might read
+        // `{"model":"a","model":"b"}` differently from the policy.
+        let value: Value = crate::json::parse_unique(body).map_err(|e| {
+            if e.is_data() {
+                WireError::DuplicateKey {
+                    line: e.line(),
+                    column: e.column(),
+                }
+            } else {
+                WireError::Json {
+                    line: e.line(),
+                    column: e.column(),
+                }
+            }
         })?;
         if !value.is_object() {
             return Err(WireError::Shape("not a JSON object"));
@@ -354,6 +373,19 @@ mod tests {
         assert!(matches!(e, WireError::Shape(_)));
         let e = MessagesRequest::parse(br#"{"max_tokens": "secret"}"#).unwrap_err();
         assert!(!e.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn duplicate_member_names_are_refused() {
+        for body in [
+            r#"{"model":"claude-sonnet-5","model":"claude-opus-4-8","messages":[]}"#,
+            r#"{"max_tokens":5000,"max_tokens":5,"messages":[]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"text","text":"a","text":"b"}]}]}"#,
+            r#"{"model":"a","mod\u0065l":"b"}"#,
+        ] {
+            let e = MessagesRequest::parse(body.as_bytes()).unwrap_err();
+            assert!(matches!(e, WireError::DuplicateKey { .. }), "{body}: {e}");
+        }
     }
 
     #[test]
