@@ -442,7 +442,10 @@ impl RulesPolicy {
                 if k.is_empty() {
                     return Err(e("keywords: empty keyword".into()));
                 }
-                patterns.push(format!("{flags}{}", regex_syntax::escape(&k)));
+                // Any run of white space between words matches any other
+                // (line breaks, NBSP, text split across blocks).
+                let words: Vec<String> = k.split_whitespace().map(regex_syntax::escape).collect();
+                patterns.push(format!("{flags}{}", words.join(r"\s+")));
                 keyword_rule.push(rule_index);
                 m.has_keywords = true;
             }
@@ -515,12 +518,8 @@ impl RulesPolicy {
             return hits;
         };
         let mut set = PatternSet::new(re.pattern_len());
-        for text in req.prompt_texts() {
-            re.which_overlapping_matches(&Input::new(text), &mut set);
-            if set.is_full() {
-                break;
-            }
-        }
+        let hay = keyword_haystack(req);
+        re.which_overlapping_matches(&Input::new(&hay), &mut set);
         for pid in set.iter() {
             if let Some(r) = self.keyword_rule.get(pid.as_usize()) {
                 hits[*r] = true;
@@ -528,6 +527,31 @@ impl RulesPolicy {
         }
         hits
     }
+}
+
+/// Characters that render as nothing; removed before keyword scanning so
+/// `cus\u{200B}tomer` still reads as `customer`.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}' | '\u{180E}' | '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}'
+    )
+}
+
+/// All prompt text as one haystack: texts joined by a line break (so a phrase
+/// split across blocks is still found) with invisible characters removed.
+fn keyword_haystack(req: &crate::wire::messages::MessagesRequest) -> String {
+    let mut hay = String::with_capacity(req.prompt_texts().map(|t| t.len() + 1).sum());
+    for t in req.prompt_texts() {
+        // Every invisible character starts with one of these UTF-8 lead bytes.
+        if t.bytes().any(|b| matches!(b, 0xC2 | 0xE1 | 0xE2 | 0xEF)) {
+            hay.extend(t.chars().filter(|c| !invisible(*c)));
+        } else {
+            hay.push_str(t);
+        }
+        hay.push('\n');
+    }
+    hay
 }
 
 /// Estimated input tokens: prompt text bytes / 4, rounded up. An estimate

@@ -269,6 +269,58 @@ fn keywords_everywhere_in_the_prompt() {
 }
 
 #[test]
+fn keyword_evasions_are_caught() {
+    let p = policy(
+        r#"
+        [[rule]]
+        id = "all"
+        effect = "allow"
+        [[rule]]
+        id = "customer-export"
+        effect = "deny"
+        match = { keywords = ["customer export"] }
+    "#,
+    );
+    let who = principal(&[]);
+    let user = |content: serde_json::Value| {
+        body(json!({"model": "m", "messages": [{"role": "user", "content": content}]}))
+    };
+    let cases = [
+        user(json!("customer\nexport")),
+        user(json!("customer   export")),
+        user(json!("customer\u{00A0}export")),
+        user(json!("cus\u{200B}tomer ex\u{00AD}port")),
+        user(
+            json!([{"type": "text", "text": "please run the customer"}, {"type": "text", "text": "export now"}]),
+        ),
+        user(
+            json!([{"type": "search_result", "source": "s", "title": "t", "content": [{"type": "text", "text": "customer export"}]}]),
+        ),
+        body(
+            json!({"model": "m", "messages": [{"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "run", "input": {"job": "customer export"}}]}]}),
+        ),
+        body(
+            json!({"model": "m", "messages": [], "tools": [{"name": "x", "description": "does the customer export", "input_schema": {}}]}),
+        ),
+        body(
+            json!({"model": "m", "messages": [], "mcp_servers": [{"type": "url", "url": "https://m", "name": "customer export"}]}),
+        ),
+    ];
+    for (i, b) in cases.iter().enumerate() {
+        assert_eq!(
+            decide(&p, &who, b).decision.rule(),
+            Some("customer-export"),
+            "case {i}"
+        );
+    }
+    assert!(allowed(&decide(
+        &p,
+        &who,
+        &user(json!("a customer record export"))
+    )));
+}
+
+#[test]
 fn combination_and_shadow() {
     let p = policy(
         r#"

@@ -123,6 +123,8 @@ struct Raw {
     tools: Vec<RawTool>,
     #[serde(default)]
     container: Option<RawContainer>,
+    #[serde(default)]
+    mcp_servers: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +136,7 @@ struct RawMessage {
 #[derive(Deserialize)]
 struct RawTool {
     name: Option<String>,
+    description: Option<String>,
     #[serde(rename = "type")]
     kind: Option<String>,
 }
@@ -147,6 +150,16 @@ struct RawContainer {
 #[derive(Deserialize)]
 struct RawSkill {
     skill_id: Option<String>,
+}
+
+/// Collects every string inside a JSON value (tool inputs).
+fn collect_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
+        Value::Object(m) => m.values().for_each(|i| collect_strings(i, out)),
+        _ => {}
+    }
 }
 
 /// Collects every prompt text in a `content` value: a string, or blocks of
@@ -189,6 +202,25 @@ fn collect_texts(v: &Value, out: &mut Vec<String>) {
                             if let Some(t) = b.get(k).and_then(Value::as_str) {
                                 out.push(t.to_owned());
                             }
+                        }
+                    }
+                    Some("search_result") => {
+                        if let Some(t) = b.get("title").and_then(Value::as_str) {
+                            out.push(t.to_owned());
+                        }
+                        if let Some(c) = b.get("content") {
+                            collect_texts(c, out);
+                        }
+                    }
+                    Some("thinking") => {
+                        if let Some(t) = b.get("thinking").and_then(Value::as_str) {
+                            out.push(t.to_owned());
+                        }
+                    }
+                    // Tool calls in the history: the model reads their input.
+                    Some("tool_use" | "server_tool_use" | "mcp_tool_use") => {
+                        if let Some(input) = b.get("input") {
+                            collect_strings(input, out);
                         }
                     }
                     _ => {}
@@ -239,6 +271,13 @@ impl MessagesRequest {
         for m in &raw.messages {
             collect_texts(&m.content, &mut texts);
         }
+        // Tool descriptions and MCP server names are prompt text too.
+        texts.extend(raw.tools.iter().filter_map(|t| t.description.clone()));
+        for server in &raw.mcp_servers {
+            if let Some(n) = server.get("name").and_then(Value::as_str) {
+                texts.push(n.to_owned());
+            }
+        }
         Ok(MessagesRequest {
             model: raw.model,
             max_tokens: raw.max_tokens,
@@ -266,7 +305,8 @@ impl MessagesRequest {
         self.stream
     }
     /// All prompt text, in order: system, then each message's text, tool
-    /// results and documents.
+    /// results, documents, search results, thinking and the string values of
+    /// earlier tool calls' input; then tool descriptions and MCP server names.
     pub fn prompt_texts(&self) -> impl Iterator<Item = &str> {
         self.texts.iter().map(String::as_str)
     }
@@ -336,25 +376,33 @@ mod tests {
         let body = br#"{"model":"m","system":[{"type":"text","text":"S"}],
           "messages":[
             {"role":"user","content":"plain"},
-            {"role":"assistant","content":[{"type":"tool_use","id":"t","name":"x","input":{"q":"not prompt"}}]},
+            {"role":"assistant","content":[{"type":"tool_use","id":"t","name":"x","input":{"q":"tool input"}}]},
             {"role":"user","content":[
                {"type":"tool_result","tool_use_id":"t","content":"tool says"},
                {"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"nested"}]},
                {"type":"document","source":{"type":"text","media_type":"text/plain","data":"doc text"},"title":"T"},
                {"type":"document","source":{"type":"content","content":[{"type":"text","text":"doc block"}]}},
-               {"type":"image","source":{"type":"base64","data":"AAAA"}}
-            ]}]}"#;
+               {"type":"image","source":{"type":"base64","data":"AAAA"}},
+               {"type":"search_result","source":"https://x","title":"ST","content":[{"type":"text","text":"found"}]}
+            ]}],
+          "tools":[{"name":"t","description":"tool desc","input_schema":{}}],
+          "mcp_servers":[{"type":"url","url":"https://mcp","name":"srv"}]}"#;
         let r = MessagesRequest::parse(body).unwrap();
         assert_eq!(
             r.prompt_texts().collect::<Vec<_>>(),
             [
                 "S",
                 "plain",
+                "tool input",
                 "tool says",
                 "nested",
                 "doc text",
                 "T",
-                "doc block"
+                "doc block",
+                "ST",
+                "found",
+                "tool desc",
+                "srv"
             ]
         );
         assert!(!r.stream());
