@@ -259,6 +259,15 @@ impl MessagesRequest {
                 }
             }
         })?;
+        Self::from_value(value)
+    }
+
+    /// Builds the view from an already parsed JSON value (e.g. one request
+    /// of a Message Batches body).
+    ///
+    /// # Errors
+    /// [`WireError::Shape`] for a value that is not a Messages request object.
+    pub fn from_value(value: Value) -> Result<MessagesRequest, WireError> {
         if !value.is_object() {
             return Err(WireError::Shape("not a JSON object"));
         }
