@@ -64,6 +64,26 @@ fn bench(c: &mut Criterion) {
             black_box(policy.evaluate(black_box(&input)))
         })
     });
+    // The same prompt with one restricted term at its very end: the
+    // all-matches search runs too.
+    let mut hit_body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    let text = hit_body["messages"][0]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    hit_body["messages"][0]["content"] = serde_json::Value::from(text + " codename-17");
+    let hit_req =
+        MessagesRequest::parse(&serde_json::to_vec(&hit_body).expect("json")).expect("parse");
+    g.bench_function("evaluate_100_rules_100KiB_prompt_with_keyword_hit", |b| {
+        b.iter(|| {
+            let input = PolicyInput::new("POST", "/v1/messages")
+                .principal(&who)
+                .request(&hit_req)
+                .body_bytes(body.len())
+                .at(now);
+            black_box(policy.evaluate(black_box(&input)))
+        })
+    });
     g.bench_function("parse_100KiB_messages_request", |b| {
         b.iter(|| black_box(MessagesRequest::parse(black_box(&body)).expect("parse")))
     });

@@ -220,6 +220,10 @@ struct Rule {
 /// ```
 pub struct RulesPolicy {
     rules: Vec<Rule>,
+    /// All keywords and patterns, leftmost-first: answers "any match at all?"
+    /// at prefilter speed, the common case for clean prompts.
+    keywords_any: Option<Regex>,
+    /// The same patterns, all-matches: which ones occur.
     keywords: Option<Regex>,
     /// pattern index → rule index
     keyword_rule: Vec<usize>,
@@ -474,18 +478,23 @@ impl RulesPolicy {
                 },
             });
         }
-        let keywords = if patterns.is_empty() {
-            None
+        let build = |kind: MatchKind| {
+            Regex::builder()
+                .configure(Regex::config().match_kind(kind))
+                .build_many(&patterns)
+                .map_err(|e| err(1, None, format!("keywords/patterns: {e}")))
+        };
+        let (keywords_any, keywords) = if patterns.is_empty() {
+            (None, None)
         } else {
-            Some(
-                Regex::builder()
-                    .configure(Regex::config().match_kind(MatchKind::All))
-                    .build_many(&patterns)
-                    .map_err(|e| err(1, None, format!("keywords/patterns: {e}")))?,
+            (
+                Some(build(MatchKind::LeftmostFirst)?),
+                Some(build(MatchKind::All)?),
             )
         };
         Ok(RulesPolicy {
             rules,
+            keywords_any,
             keywords,
             keyword_rule,
         })
@@ -519,6 +528,13 @@ impl RulesPolicy {
         };
         let mut set = PatternSet::new(re.pattern_len());
         let hay = keyword_haystack(req);
+        if self
+            .keywords_any
+            .as_ref()
+            .is_some_and(|any| !any.is_match(hay.as_str()))
+        {
+            return hits;
+        }
         re.which_overlapping_matches(&Input::new(&hay), &mut set);
         for pid in set.iter() {
             if let Some(r) = self.keyword_rule.get(pid.as_usize()) {
