@@ -31,6 +31,38 @@ reason = "prompts about customer exports need a human"
 match = { keywords = "customer export" }
 "#;
 
+/// The same policy in Cedar (feature `cedar`): the scenario below runs
+/// under both engines.
+#[cfg(feature = "cedar")]
+const CEDAR_POLICY: &str = r#"
+@id("ci-messages")
+@max_tokens("512")
+permit(principal in Skillgate::Group::"ci", action == Skillgate::Action::"messages", resource);
+
+@id("no-opus-for-ci")
+@reason("Opus models are not for CI jobs")
+forbid(principal in Skillgate::Group::"ci", action, resource is Skillgate::Model)
+when { resource.id like "claude-opus-*" };
+
+@id("customer-export")
+@effect("require_approval")
+@reason("prompts about customer exports need a human")
+permit(principal, action, resource) when { context.keywords.contains("customer-export") };
+"#;
+
+#[cfg(feature = "cedar")]
+const CEDAR_CONTEXT: &str = r#"
+[keywords.customer-export]
+keywords = ["customer export"]
+"#;
+
+#[derive(Clone, Copy)]
+enum Engine {
+    Rules,
+    #[cfg(feature = "cedar")]
+    Cedar,
+}
+
 struct Gw {
     base: String,
     audit: std::sync::Arc<dyn AuditStore>,
@@ -43,12 +75,31 @@ struct Gw {
 }
 
 async fn start(up: &StandIn) -> Gw {
+    start_with(up, Engine::Rules).await
+}
+
+async fn start_with(up: &StandIn, engine: Engine) -> Gw {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("key");
     std::fs::write(&key, STAND_IN_API_KEY).expect("key");
-    let policy_file = dir.path().join("policy.toml");
-    std::fs::write(&policy_file, POLICY).expect("policy");
     let mut cfg = GatewayConfig::default();
+    let policy_file = match engine {
+        Engine::Rules => {
+            let f = dir.path().join("policy.toml");
+            std::fs::write(&f, POLICY).expect("policy");
+            f
+        }
+        #[cfg(feature = "cedar")]
+        Engine::Cedar => {
+            let f = dir.path().join("policy.cedar");
+            std::fs::write(&f, CEDAR_POLICY).expect("policy");
+            let c = dir.path().join("cedar-context.toml");
+            std::fs::write(&c, CEDAR_CONTEXT).expect("context");
+            cfg.policy.engine = skillgate::gateway::PolicyEngineKind::Cedar;
+            cfg.policy.context = Some(c);
+            f
+        }
+    };
     cfg.upstream.url = up.base_url();
     cfg.upstream.api_key_file = Some(key);
     cfg.audit.sqlite = dir.path().join("audit.db");
@@ -110,8 +161,18 @@ fn assert_denied(out: &Value, rule: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_decisions_reach_the_sdk() {
+    decisions_reach_the_sdk(Engine::Rules).await;
+}
+
+#[cfg(feature = "cedar")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cedar_policy_decisions_reach_the_sdk() {
+    decisions_reach_the_sdk(Engine::Cedar).await;
+}
+
+async fn decisions_reach_the_sdk(engine: Engine) {
     let up = StandIn::start().await;
-    let gw = start(&up).await;
+    let gw = start_with(&up, engine).await;
 
     // Allowed, with max_tokens clamped by the obligation.
     let out = sdk_call(

@@ -47,7 +47,7 @@ use tower::{Layer, Service};
 
 pub use config::{
     Assembled, AuditConfig, ConfigError, GatewayConfig, IdentityConfig, PolicyConfig,
-    UpstreamConfig,
+    PolicyEngineKind, UpstreamConfig,
 };
 pub use guard::{ForwardGuard, ForwardGuardLayer};
 pub use serve::{HealthLayer, HealthService, serve, shutdown_signal};
