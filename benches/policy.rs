@@ -29,6 +29,33 @@ fn hundred_rules() -> String {
     s
 }
 
+/// The same 100 rules as Cedar policies and a context file.
+#[cfg(feature = "cedar")]
+fn hundred_cedar_policies() -> (String, String) {
+    let (mut p, mut c) = (String::new(), String::new());
+    for i in 0..40 {
+        c.push_str(&format!(
+            "[keywords.kw-{i}]\nkeywords = [\"restricted term {i}\", \"codename-{i}\"]\npatterns = ['\\bproject\\s+zeta{i}\\b']\n"
+        ));
+        p.push_str(&format!(
+            "@id(\"kw-{i}\")\n@effect(\"require_approval\")\npermit(principal, action, resource) when {{ context.keywords.contains(\"kw-{i}\") }};\n"
+        ));
+    }
+    for i in 0..30 {
+        p.push_str(&format!(
+            "@id(\"model-{i}\")\nforbid(principal in Skillgate::Group::\"team-{i}\", action, resource is Skillgate::Model) when {{ resource.id like \"claude-opus-*\" || resource.id like \"claude-3-{i}*\" }};\n"
+        ));
+    }
+    for i in 0..29 {
+        p.push_str(&format!(
+            "@id(\"allow-{i}\")\n@time_zone(\"Europe/Berlin\")\npermit(principal, action == Skillgate::Action::\"messages\", resource) when {{ (principal in Skillgate::Group::\"team-{i}\" || principal in Skillgate::Group::\"ci\") && context.time.weekday <= 5 && context.time.minutes < 1439 }};\n"
+        ));
+    }
+    c.push_str("[tool_sets.shell]\ntools = [\"shell*\"]\n");
+    p.push_str("@id(\"big\")\nforbid(principal, action, resource) when { context has max_tokens && context.max_tokens > 64000 && context.tool_sets.contains(\"shell\") };\n");
+    (p, c)
+}
+
 fn prompt_body(kib: usize) -> Vec<u8> {
     let sentence =
         "The quarterly report covers revenue, churn and the onboarding funnel in detail. ";
@@ -84,6 +111,25 @@ fn bench(c: &mut Criterion) {
             black_box(policy.evaluate(black_box(&input)))
         })
     });
+    #[cfg(feature = "cedar")]
+    {
+        let (policies, context) = hundred_cedar_policies();
+        let cedar = skillgate::policy::cedar::CedarPolicy::builder()
+            .context(context, "bench-context.toml")
+            .build(&policies, "bench.cedar")
+            .expect("cedar policy");
+        assert_eq!(cedar.rule_ids().count(), 100);
+        g.bench_function("cedar_evaluate_100_policies_100KiB_prompt", |b| {
+            b.iter(|| {
+                let input = PolicyInput::new("POST", "/v1/messages")
+                    .principal(&who)
+                    .request(&req)
+                    .body_bytes(body.len())
+                    .at(now);
+                black_box(cedar.evaluate(black_box(&input)))
+            })
+        });
+    }
     g.bench_function("parse_100KiB_messages_request", |b| {
         b.iter(|| black_box(MessagesRequest::parse(black_box(&body)).expect("parse")))
     });

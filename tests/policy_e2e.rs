@@ -28,6 +28,38 @@ reason = "prompts about customer exports need a human"
 match = { keywords = "customer export" }
 "#;
 
+/// The same policy in Cedar (feature `cedar`): the scenario below runs
+/// under both engines.
+#[cfg(feature = "cedar")]
+const CEDAR_POLICY: &str = r#"
+@id("ci-messages")
+@max_tokens("512")
+permit(principal in Skillgate::Group::"ci", action == Skillgate::Action::"messages", resource);
+
+@id("no-opus-for-ci")
+@reason("Opus models are not for CI jobs")
+forbid(principal in Skillgate::Group::"ci", action, resource is Skillgate::Model)
+when { resource.id like "claude-opus-*" };
+
+@id("customer-export")
+@effect("require_approval")
+@reason("prompts about customer exports need a human")
+permit(principal, action, resource) when { context.keywords.contains("customer-export") };
+"#;
+
+#[cfg(feature = "cedar")]
+const CEDAR_CONTEXT: &str = r#"
+[keywords.customer-export]
+keywords = ["customer export"]
+"#;
+
+#[derive(Clone, Copy)]
+enum Engine {
+    Rules,
+    #[cfg(feature = "cedar")]
+    Cedar,
+}
+
 struct Gw {
     gw: TestGateway,
     ci_token: String,
@@ -37,9 +69,28 @@ struct Gw {
 }
 
 async fn start(up: &StandIn) -> Gw {
+    start_with(up, Engine::Rules).await
+}
+
+async fn start_with(up: &StandIn, engine: Engine) -> Gw {
     let gw = TestGateway::start(up, |cfg, dir| {
-        let file = dir.join("policy.toml");
-        std::fs::write(&file, POLICY).expect("policy");
+        let file = match engine {
+            Engine::Rules => {
+                let f = dir.join("policy.toml");
+                std::fs::write(&f, POLICY).expect("policy");
+                f
+            }
+            #[cfg(feature = "cedar")]
+            Engine::Cedar => {
+                let f = dir.join("policy.cedar");
+                std::fs::write(&f, CEDAR_POLICY).expect("policy");
+                let c = dir.join("cedar-context.toml");
+                std::fs::write(&c, CEDAR_CONTEXT).expect("context");
+                cfg.policy.engine = skillgate::gateway::PolicyEngineKind::Cedar;
+                cfg.policy.context = Some(c);
+                f
+            }
+        };
         cfg.policy.file = Some(file);
         cfg.policy.watch_interval_secs = 0;
     })
@@ -47,7 +98,11 @@ async fn start(up: &StandIn) -> Gw {
     Gw {
         ci_token: gw.token("nightly-report", &["ci"]),
         intern_token: gw.token("intern-bot", &["interns"]),
-        policy_file: gw.dir.path().join("policy.toml"),
+        policy_file: gw.dir.path().join(match engine {
+            Engine::Rules => "policy.toml",
+            #[cfg(feature = "cedar")]
+            Engine::Cedar => "policy.cedar",
+        }),
         handle: gw.policy.clone().expect("policy handle"),
         gw,
     }
@@ -64,8 +119,18 @@ fn assert_denied(out: &Value, rule: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_decisions_reach_the_sdk() {
+    decisions_reach_the_sdk(Engine::Rules).await;
+}
+
+#[cfg(feature = "cedar")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cedar_policy_decisions_reach_the_sdk() {
+    decisions_reach_the_sdk(Engine::Cedar).await;
+}
+
+async fn decisions_reach_the_sdk(engine: Engine) {
     let up = StandIn::start().await;
-    let gw = start(&up).await;
+    let gw = start_with(&up, engine).await;
 
     // Allowed, with max_tokens clamped by the obligation.
     let out = sdk_call(

@@ -288,31 +288,120 @@ impl Default for AuditConfig {
     }
 }
 
-/// `[policy]`: the rules file (see `docs/policy.md`).
+/// `[policy]`: the policy file and its engine (see `docs/policy.md`, and
+/// `docs/policy-cedar.md` for `engine = "cedar"`).
 ///
 /// Without a file, every authenticated caller may use every `/v1/` endpoint.
 ///
 /// ```
-/// let p = skillgate::gateway::PolicyConfig::default();
+/// use skillgate::gateway::{PolicyConfig, PolicyEngineKind};
+/// let p = PolicyConfig::default();
 /// assert!(p.file.is_none());
+/// assert_eq!(p.engine, PolicyEngineKind::Rules);
 /// assert_eq!(p.watch_interval_secs, 2);
+///
+/// let c: PolicyConfig = toml::from_str(r#"
+///     engine = "cedar"
+///     file = "/etc/skillgate/policy.cedar"
+///     context = "/etc/skillgate/cedar-context.toml"
+/// "#).unwrap();
+/// assert_eq!(c.engine, PolicyEngineKind::Cedar);
+/// assert!(c.schema.is_none());
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// The TOML rules file. Reloaded on change and on SIGHUP; a file that
-    /// does not compile keeps the previous policy in force.
+    /// Which engine reads `file` (default `"rules"`).
+    pub engine: PolicyEngineKind,
+    /// The policy file: TOML rules, or Cedar policies. Reloaded on change
+    /// and on SIGHUP; a file that does not compile keeps the previous
+    /// policy in force.
     pub file: Option<PathBuf>,
-    /// How often the file's modification time is checked, in seconds (default 2; 0 = no watching).
+    /// Cedar only: a schema file replacing the built-in skillgate schema.
+    pub schema: Option<PathBuf>,
+    /// Cedar only: the context file (default time zone, keyword sets, tool
+    /// sets); watched like `file`.
+    pub context: Option<PathBuf>,
+    /// How often the files' modification times are checked, in seconds (default 2; 0 = no watching).
     pub watch_interval_secs: u64,
 }
 
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
+            engine: PolicyEngineKind::Rules,
             file: None,
+            schema: None,
+            context: None,
             watch_interval_secs: 2,
         }
+    }
+}
+
+/// `[policy] engine`: the language of the policy file.
+///
+/// ```
+/// use skillgate::gateway::PolicyEngineKind;
+/// assert_eq!(PolicyEngineKind::default(), PolicyEngineKind::Rules);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyEngineKind {
+    /// The built-in TOML rules engine (`policy::RulesPolicy`).
+    #[default]
+    Rules,
+    /// Cedar policies (`policy::cedar::CedarPolicy`); needs the crate
+    /// feature `cedar`, else assembly fails.
+    Cedar,
+}
+
+impl PolicyConfig {
+    /// Loads the configured policy into a handle and, when
+    /// `watch_interval_secs > 0`, starts watching its files (call within a
+    /// Tokio runtime). `None` without a file.
+    pub(crate) fn load(&self) -> Result<Option<crate::policy::PolicyHandle>, ConfigError> {
+        use crate::policy::PolicyHandle;
+        let Some(path) = &self.file else {
+            return Ok(None);
+        };
+        let invalid = |e: crate::policy::PolicyError| ConfigError::Invalid(format!("policy: {e}"));
+        let interval = Duration::from_secs(self.watch_interval_secs);
+        let handle = match self.engine {
+            PolicyEngineKind::Rules => {
+                if self.schema.is_some() || self.context.is_some() {
+                    return Err(ConfigError::Invalid(
+                        "policy: schema and context are for engine = \"cedar\"".into(),
+                    ));
+                }
+                let handle = PolicyHandle::new(
+                    crate::policy::RulesPolicy::from_file(path).map_err(invalid)?,
+                );
+                if self.watch_interval_secs > 0 {
+                    handle.watch_file(path.clone(), interval);
+                }
+                handle
+            }
+            #[cfg(feature = "cedar")]
+            PolicyEngineKind::Cedar => {
+                let mut files = crate::policy::cedar::CedarFiles::new(path.clone());
+                files.schema = self.schema.clone();
+                files.context = self.context.clone();
+                let handle = PolicyHandle::new(files.load().map_err(invalid)?);
+                if self.watch_interval_secs > 0 {
+                    let watched = files.clone();
+                    handle.watch_with(files.paths(), interval, move || watched.load());
+                }
+                handle
+            }
+            #[cfg(not(feature = "cedar"))]
+            PolicyEngineKind::Cedar => {
+                return Err(ConfigError::Invalid(
+                    "policy: engine = \"cedar\" needs skillgate built with the `cedar` feature"
+                        .into(),
+                ));
+            }
+        };
+        Ok(Some(handle))
     }
 }
 
@@ -562,22 +651,10 @@ impl GatewayConfig {
         if let Some(u) = &self.public_url {
             b = b.public_url(u.clone());
         }
-        let policy = match &self.policy.file {
-            Some(path) => {
-                let initial = crate::policy::RulesPolicy::from_file(path)
-                    .map_err(|e| ConfigError::Invalid(format!("policy: {e}")))?;
-                let handle = crate::policy::PolicyHandle::new(initial);
-                if self.policy.watch_interval_secs > 0 {
-                    handle.watch_file(
-                        path.clone(),
-                        Duration::from_secs(self.policy.watch_interval_secs),
-                    );
-                }
-                b = b.policy(crate::policy::PolicyLayer::from_handle(handle.clone()));
-                Some(handle)
-            }
-            None => None,
-        };
+        let policy = self.policy.load()?;
+        if let Some(handle) = &policy {
+            b = b.policy(crate::policy::PolicyLayer::from_handle(handle.clone()));
+        }
         if let Some(f) = &federation {
             b = b.token_endpoint(f.layer());
         }

@@ -49,7 +49,7 @@ use tower::{Layer, Service};
 pub use buffer::{BufferLayer, BufferService, DEFAULT_BODY_READ_TIMEOUT};
 pub use config::{
     Assembled, AuditConfig, ConfigError, GatewayConfig, IdentityConfig, PolicyConfig,
-    UpstreamConfig,
+    PolicyEngineKind, UpstreamConfig,
 };
 pub use guard::{ForwardGuard, ForwardGuardLayer};
 pub use serve::{

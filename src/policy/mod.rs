@@ -5,6 +5,8 @@
 //! - [`PolicyLayer`] / [`PolicyService`]: the middleware (after identity).
 //! - [`PolicyEngine`]: the plug-in trait; [`RulesPolicy`] is the built-in
 //!   rules engine configured in TOML (`docs/policy.md`).
+//! - `cedar::CedarPolicy` (feature `cedar`): the same decisions from Cedar
+//!   policies validated against a documented schema (`docs/policy-cedar.md`).
 //! - [`PolicyHandle`]: the policy in force, swapped atomically on reload
 //!   (SIGHUP or file change); a file that does not compile keeps the old one.
 //! - [`Decision`] goes into the request extensions and the audit record,
@@ -39,6 +41,8 @@
 //! # });
 //! ```
 
+#[cfg(feature = "cedar")]
+pub mod cedar;
 mod decision;
 mod layer;
 mod reload;

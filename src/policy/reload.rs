@@ -65,12 +65,34 @@ impl PolicyHandle {
     /// # Errors
     /// The [`PolicyError`] (file, line, rule).
     pub fn reload_file(&self, path: &Path) -> Result<(), PolicyError> {
-        match RulesPolicy::from_file(path) {
+        self.reload_with(&path.display().to_string(), || RulesPolicy::from_file(path))
+    }
+
+    /// Builds an engine of any kind with `load` and puts it in force; the
+    /// engine-agnostic form of [`reload_file`](Self::reload_file). `what`
+    /// names the source in the log (e.g. the file). On error the old policy
+    /// stays in force, the error is logged and kept in
+    /// [`last_error`](Self::last_error).
+    ///
+    /// ```
+    /// use skillgate::policy::{PolicyHandle, RulesPolicy};
+    /// let handle = PolicyHandle::new(RulesPolicy::from_toml("", "empty.toml").unwrap());
+    /// let err = handle.reload_with("p.toml", || RulesPolicy::from_toml("[[rule]]\nid = 1\n", "p.toml"));
+    /// assert!(err.is_err() && handle.last_error().is_some());
+    /// ```
+    ///
+    /// # Errors
+    /// The [`PolicyError`] returned by `load`.
+    pub fn reload_with<E: PolicyEngine>(
+        &self,
+        what: &str,
+        load: impl FnOnce() -> Result<E, PolicyError>,
+    ) -> Result<(), PolicyError> {
+        match load() {
             Ok(p) => {
-                let n = p.rule_ids().count();
                 self.replace(p);
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                tracing::info!(file = %path.display(), rules = n, "policy loaded");
+                tracing::info!(source = what, "policy loaded");
                 Ok(())
             }
             Err(e) => {
@@ -89,11 +111,39 @@ impl PolicyHandle {
         path: impl Into<PathBuf>,
         interval: Duration,
     ) -> tokio::task::JoinHandle<()> {
-        let handle = self.clone();
         let path = path.into();
-        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let load = path.clone();
+        self.watch_with(vec![path], interval, move || RulesPolicy::from_file(&load))
+    }
+
+    /// Reloads with `load` whenever the modification time of any of `paths`
+    /// changes (checked every `interval`) and, on Unix, on SIGHUP; the
+    /// engine-agnostic form of [`watch_file`](Self::watch_file) (a Cedar
+    /// policy watches its policies, schema and context files). Runs until
+    /// the returned task is aborted. Call from within a Tokio runtime.
+    pub fn watch_with<E, F>(
+        &self,
+        paths: Vec<PathBuf>,
+        interval: Duration,
+        load: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        E: PolicyEngine,
+        F: Fn() -> Result<E, PolicyError> + Send + 'static,
+    {
+        let handle = self.clone();
+        let mtimes = move |ps: &[PathBuf]| -> Vec<Option<SystemTime>> {
+            ps.iter()
+                .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+                .collect()
+        };
+        let what = paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         // Taken now, not when the task first runs, so no change is missed.
-        let mut seen: Option<SystemTime> = mtime(&path);
+        let mut seen = mtimes(&paths);
         tokio::spawn(async move {
             #[cfg(unix)]
             let mut hup =
@@ -114,10 +164,10 @@ impl PolicyHandle {
                     _ = tick.tick() => false,
                     fired = hup_fired => fired,
                 };
-                let now = mtime(&path);
+                let now = mtimes(&paths);
                 if forced || now != seen {
                     seen = now;
-                    let _ = handle.reload_file(&path);
+                    let _ = handle.reload_with(&what, &load);
                 }
             }
         })

@@ -240,13 +240,13 @@ impl std::fmt::Debug for RulesPolicy {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+pub(super) fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset.min(text.len()))
         .map(|s| s.bytes().filter(|b| *b == b'\n').count() + 1)
         .unwrap_or(1)
 }
 
-fn globs(values: Vec<String>, what: &str) -> Result<GlobSet, String> {
+pub(super) fn globs(values: Vec<String>, what: &str) -> Result<GlobSet, String> {
     let mut b = GlobSetBuilder::new();
     for v in values {
         let g = GlobBuilder::new(&v)
@@ -283,7 +283,7 @@ fn parse_hours(s: &str) -> Result<(Time, Time), String> {
     Ok((t(a)?, t(b)?))
 }
 
-fn time_zone(name: &str) -> Result<TimeZone, String> {
+pub(super) fn time_zone(name: &str) -> Result<TimeZone, String> {
     TimeZone::get(name).map_err(|_| format!("unknown IANA time zone {name:?}"))
 }
 
