@@ -51,7 +51,7 @@ pub fn usage_tokens(usage: &Value) -> u64 {
 
 enum Kind {
     Sse {
-        decoder: SseDecoder,
+        decoder: Box<SseDecoder>,
         /// `message_start.message.usage` with every `message_delta.usage`
         /// laid over it (those counts are cumulative).
         usage: Map<String, Value>,
@@ -117,7 +117,7 @@ impl UsageMeter {
     pub fn sse() -> Self {
         UsageMeter {
             kind: Kind::Sse {
-                decoder: SseDecoder::new(),
+                decoder: Box::new(SseDecoder::new()),
                 usage: Map::new(),
                 failed: false,
             },
