@@ -289,7 +289,7 @@ impl Default for AuditConfig {
 }
 
 /// `[policy]`: the policy file and its engine (see `docs/policy.md`, and
-/// `docs/policy-cedar.md` for `engine = "cedar"`).
+/// `docs/policy.md` for `engine = "cedar"`).
 ///
 /// Without a file, every authenticated caller may use every `/v1/` endpoint.
 ///

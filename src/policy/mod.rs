@@ -6,7 +6,7 @@
 //! - [`PolicyEngine`]: the plug-in trait; [`RulesPolicy`] is the built-in
 //!   rules engine configured in TOML (`docs/policy.md`).
 //! - `cedar::CedarPolicy` (feature `cedar`): the same decisions from Cedar
-//!   policies validated against a documented schema (`docs/policy-cedar.md`).
+//!   policies validated against a documented schema (`docs/policy.md`).
 //! - [`PolicyHandle`]: the policy in force, swapped atomically on reload
 //!   (SIGHUP or file change); a file that does not compile keeps the old one.
 //! - [`Decision`] goes into the request extensions and the audit record,

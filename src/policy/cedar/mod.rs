@@ -1,6 +1,6 @@
 //! The Cedar policy engine (feature `cedar`): [`CedarPolicy`], policies in
 //! the [Cedar](https://www.cedarpolicy.com) language validated against the
-//! skillgate schema ([`SCHEMA`]). Reference: `docs/policy-cedar.md`.
+//! skillgate schema ([`SCHEMA`]). Reference: `docs/policy.md`.
 //!
 //! Cedar only says *permit* or *forbid*; skillgate reads each policy's
 //! annotations for the rest (`@id`, `@effect`, `@reason`, `@shadow`,
@@ -46,7 +46,7 @@ use super::{
 /// `Skillgate::Principal` in `Skillgate::Group`s, one action per endpoint
 /// family, resource `Skillgate::Model` or `Skillgate::Endpoint`, and the
 /// request context. Documented field by field in the file itself and in
-/// `docs/policy-cedar.md`.
+/// `docs/policy.md`.
 ///
 /// ```
 /// assert!(skillgate::policy::cedar::SCHEMA.contains("namespace Skillgate"));
@@ -355,7 +355,7 @@ impl CedarBuilder {
 
     /// Uses `text` as the context file (TOML, named `file` in errors):
     /// `time_zone`, `[keywords.NAME]` and `[tool_sets.NAME]` (see
-    /// `docs/policy-cedar.md`).
+    /// `docs/policy.md`).
     pub fn context(mut self, text: impl Into<String>, file: impl Into<String>) -> Self {
         self.context = Some((text.into(), file.into()));
         self

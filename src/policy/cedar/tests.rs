@@ -1170,7 +1170,7 @@ fn gateway_config_selects_the_engine() {
 
 #[test]
 fn the_documented_examples_load() {
-    let doc = include_str!("../../../docs/policy-cedar.md");
+    let doc = include_str!("../../../docs/policy.md");
     let block = |lang: &str| -> Vec<String> {
         doc.split(&format!("```{lang}\n"))
             .skip(1)
