@@ -406,6 +406,8 @@ pub enum IssuerConfigError {
 /// | `algorithms` | e.g. `["RS256"]` (default: the preset's, else every asymmetric one) |
 /// | `typ`, `typ_required` | accepted `typ` values; required unless `typ_required = false` |
 /// | `leeway_secs` | clock skew on `exp` / `nbf` (default 60) |
+/// | `key_refresh_interval_secs` | minimum time between unknown-`kid` refreshes (default 30) |
+/// | `key_max_stale_secs` | cached keys served while the IdP is down, at most this old (default 86,400) |
 /// | `jwks_file`, `jwks_url` | key source; neither = the preset's default, else OIDC discovery |
 /// | `subject_claim` | claim path of the subject |
 /// | `groups_claim`, `scopes_claim`, `client_id_claim` | one path or a list |
@@ -446,6 +448,13 @@ pub struct IssuerConfig {
     /// Clock-skew leeway in seconds.
     #[serde(default)]
     pub leeway_secs: Option<u64>,
+    /// Minimum seconds between key refreshes caused by an unknown `kid` (default 30).
+    #[serde(default)]
+    pub key_refresh_interval_secs: Option<u64>,
+    /// Longest time cached keys are served while the IdP cannot be reached,
+    /// in seconds (default 86,400); after that every token is refused.
+    #[serde(default)]
+    pub key_max_stale_secs: Option<u64>,
     /// A JWKS file.
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
@@ -491,6 +500,8 @@ impl IssuerConfig {
             typ: None,
             typ_required: None,
             leeway_secs: None,
+            key_refresh_interval_secs: None,
+            key_max_stale_secs: None,
             jwks_file: None,
             jwks_url: None,
             subject_claim: None,
@@ -574,6 +585,12 @@ impl IssuerConfig {
         if let Some(l) = self.leeway_secs {
             b = b.leeway(Duration::from_secs(l));
         }
+        if let Some(i) = self.key_refresh_interval_secs {
+            b = b.refresh_interval(Duration::from_secs(i));
+        }
+        if let Some(m) = self.key_max_stale_secs {
+            b = b.max_stale(Duration::from_secs(m));
+        }
         if let Some(s) = &self.subject_claim {
             b = b.subject_claim(s.clone());
         }
@@ -618,6 +635,19 @@ pub(crate) fn parse_algorithm(name: &str) -> Result<Algorithm, IssuerConfigError
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn key_cache_settings_parse_and_build() {
+        let c: IssuerConfig = toml::from_str(
+            "issuer = \"https://idp.example.com\"\naudience = \"a\"\nkey_refresh_interval_secs = 5\nkey_max_stale_secs = 600",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.key_refresh_interval_secs, c.key_max_stale_secs),
+            (Some(5), Some(600))
+        );
+        assert!(c.verifier().is_ok());
+    }
+
     use super::*;
 
     #[test]
