@@ -223,6 +223,15 @@ impl AuditStore for DownStore {
     async fn recent(&self, _: usize) -> Result<Vec<AuditRecord>, AuditError> {
         Ok(Vec::new())
     }
+    async fn record_event(&self, _: &skillgate::audit::AuditEvent) -> Result<(), AuditError> {
+        Err(AuditError::Unavailable("connection refused".into()))
+    }
+    async fn recent_events(
+        &self,
+        _: usize,
+    ) -> Result<Vec<skillgate::audit::AuditEvent>, AuditError> {
+        Ok(Vec::new())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,10 @@ use http_body::{Body as _, Frame, SizeHint};
 use tower::{Layer, Service};
 use uuid::Uuid;
 
-use super::{AuditError, AuditStore, DecisionRecord, RequestRecord, ResponseRecord, Verdict};
+use super::{
+    AuditError, AuditEvent, AuditStore, DecisionRecord, Finding, RequestRecord, ResponseRecord,
+    Verdict,
+};
 use crate::body::{Body, BoxError};
 use crate::error::Error;
 use crate::identity::{Principal, ResponseFuture};
@@ -131,6 +134,8 @@ struct Draft {
     model: Option<String>,
     stream: bool,
     committed: bool,
+    /// Added by [`AuditHandle::add_findings`]; merged into the response record.
+    findings: Vec<Finding>,
 }
 
 struct HandleInner {
@@ -223,6 +228,51 @@ impl AuditHandle {
         }
     }
 
+    /// Adds redaction findings (entity type, count, path — never the value)
+    /// to the response record. Findings with the same type and path are
+    /// summed. Call it before the response body ends.
+    ///
+    /// ```
+    /// # fn f(handle: &skillgate::audit::AuditHandle) {
+    /// use skillgate::audit::Finding;
+    /// handle.add_findings([Finding::new("US_SSN", 1, "response/content/0/text")]);
+    /// # }
+    /// ```
+    pub fn add_findings(&self, findings: impl IntoIterator<Item = Finding>) {
+        let mut d = self.draft();
+        for f in findings {
+            match d
+                .findings
+                .iter_mut()
+                .find(|x| x.entity_type == f.entity_type && x.path == f.path)
+            {
+                Some(x) => x.count = x.count.saturating_add(f.count),
+                None => d.findings.push(f),
+            }
+        }
+    }
+
+    /// The findings added so far.
+    pub fn findings(&self) -> Vec<Finding> {
+        self.draft().findings.clone()
+    }
+
+    /// Writes `event` to the audit store with this exchange's id and this
+    /// instance's name filled in.
+    ///
+    /// # Errors
+    /// The store's [`AuditError`]; the caller must fail closed.
+    pub async fn record_event(&self, mut event: AuditEvent) -> Result<(), AuditError> {
+        event.exchange_id = Some(self.0.id);
+        event.instance = self.0.instance.to_string();
+        self.0.store.record_event(&event).await
+    }
+
+    /// The audit store this exchange is recorded in.
+    pub fn store(&self) -> &Arc<dyn AuditStore> {
+        &self.0.store
+    }
+
     /// Whether the request record has been written.
     pub fn is_committed(&self) -> bool {
         self.draft().committed
@@ -284,6 +334,8 @@ impl AuditHandle {
     /// never committed (a refusal), then the response record.
     async fn finish(self, mut response: ResponseRecord) {
         response.latency_us = micros(self.0.started);
+        let findings = std::mem::take(&mut self.draft().findings);
+        response.findings.extend(findings);
         let committed = self.is_committed();
         if !committed {
             let why = if response.status == 499 {
@@ -593,5 +645,81 @@ impl http_body::Body for AuditBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use std::convert::Infallible;
+
+    use http::{Request, Response};
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    use super::*;
+    use crate::audit::SqliteStore;
+    use crate::gateway::BufferLayer;
+
+    async fn wait_for_response(store: &SqliteStore, id: Uuid) -> crate::audit::AuditRecord {
+        for _ in 0..200 {
+            if let Some(rec) = store.get(id).await.unwrap()
+                && rec.response.is_some()
+            {
+                return rec;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("response record never written");
+    }
+
+    #[tokio::test]
+    async fn findings_are_summed_into_the_response_record_and_events_carry_the_exchange() {
+        let store = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let svc = ServiceBuilder::new()
+            .layer(AuditLayer::from_arc(store.clone()).instance("gw-test"))
+            .layer(BufferLayer::new(1 << 20))
+            .service(service_fn(|req: Request<Body>| async move {
+                let handle = req.extensions().get::<AuditHandle>().unwrap().clone();
+                handle
+                    .commit(req.extensions().get::<RequestBody>().unwrap())
+                    .await
+                    .unwrap();
+                handle.add_findings([
+                    Finding::new("CREDIT_CARD", 1, "response/content/0/text"),
+                    Finding::new("EMAIL_ADDRESS", 1, "response/content/0/text"),
+                ]);
+                handle.add_findings([Finding::new("CREDIT_CARD", 2, "response/content/0/text")]);
+                handle
+                    .record_event(AuditEvent::new(
+                        "approval.requested",
+                        serde_json::json!({"rule": "r1"}),
+                    ))
+                    .await
+                    .unwrap();
+                Ok::<_, Infallible>(Response::new(Body::from("{}")))
+            }));
+        let res = svc
+            .oneshot(
+                Request::post("/v1/messages")
+                    .body(Body::from("{}"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let id = res.extensions().get::<AuditHandle>().unwrap().id();
+        let _ = http_body_util::BodyExt::collect(res.into_body()).await;
+        let rec = wait_for_response(&store, id).await;
+        let mut findings = rec.response.unwrap().findings;
+        findings.sort_by(|a, b| a.entity_type.cmp(&b.entity_type));
+        assert_eq!(
+            findings,
+            vec![
+                Finding::new("CREDIT_CARD", 3, "response/content/0/text"),
+                Finding::new("EMAIL_ADDRESS", 1, "response/content/0/text"),
+            ]
+        );
+        let events = store.recent_events(10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].exchange_id, Some(id));
+        assert_eq!(events[0].instance.split(':').next(), Some("gw-test"));
     }
 }

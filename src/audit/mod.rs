@@ -59,7 +59,9 @@ pub use layer::{
     AuditBody, AuditHandle, AuditLayer, AuditService, DEFAULT_MAX_CAPTURE_BYTES,
     DEFAULT_MAX_REQUEST_BYTES, REFUSED_BODY_RECORD_BYTES,
 };
-pub use record::{AuditRecord, DecisionRecord, RequestRecord, ResponseRecord, Verdict};
+pub use record::{
+    AuditEvent, AuditRecord, DecisionRecord, Finding, RequestRecord, ResponseRecord, Verdict,
+};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{AuditError, AuditStore};

@@ -161,6 +161,11 @@ pub struct ResponseRecord {
     pub ttfb_us: u64,
     /// From request received to the end of the response body, in µs.
     pub latency_us: u64,
+    /// What redaction found and masked in this exchange (entity type, count,
+    /// JSON path — never the value). Empty when nothing was found or no
+    /// redaction layer ran.
+    #[serde(default)]
+    pub findings: Vec<Finding>,
 }
 
 impl ResponseRecord {
@@ -178,6 +183,87 @@ impl ResponseRecord {
             complete: true,
             ttfb_us: 0,
             latency_us: 0,
+            findings: Vec::new(),
+        }
+    }
+}
+
+/// One kind of sensitive value found (and masked) at one place of an
+/// exchange. Carries no part of the value itself.
+///
+/// `path` is where it was found: `request` or `response`, then a JSON
+/// Pointer (RFC 6901) into the Messages body, e.g.
+/// `response/content/0/text` or `request/messages/2/content/0/text`.
+///
+/// ```
+/// use skillgate::audit::Finding;
+/// let f = Finding::new("CREDIT_CARD", 2, "response/content/0/text");
+/// assert_eq!(f.count, 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Finding {
+    /// The entity type, e.g. `CREDIT_CARD`, `US_SSN`, `EMAIL_ADDRESS`.
+    pub entity_type: String,
+    /// How many values of this type were found at `path`.
+    pub count: u64,
+    /// Where: `request/…` or `response/…` followed by a JSON Pointer.
+    pub path: String,
+}
+
+impl Finding {
+    /// A finding of `count` values of `entity_type` at `path`.
+    pub fn new(entity_type: impl Into<String>, count: u64, path: impl Into<String>) -> Self {
+        Finding {
+            entity_type: entity_type.into(),
+            count,
+            path: path.into(),
+        }
+    }
+}
+
+/// Something that happened outside the request/response pair of one
+/// exchange but belongs in the audit trail: an approval asked for, granted,
+/// denied or timed out, a grant created or revoked, a checkpoint written.
+///
+/// `kind` is a dotted name, e.g. `approval.requested`, `approval.approved`,
+/// `approval.denied`, `approval.timed_out`, `approval.cancelled`,
+/// `grant.created`, `grant.revoked`. `detail` holds the kind's own fields
+/// as a JSON object (never a secret, a token or an unmasked prompt).
+///
+/// ```
+/// use skillgate::audit::AuditEvent;
+/// let e = AuditEvent::new("approval.requested", serde_json::json!({"rule": "restricted-words"}));
+/// assert_eq!(e.kind, "approval.requested");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Event id (UUID v7, time-ordered).
+    pub id: Uuid,
+    /// When it happened (µs precision).
+    pub time: jiff::Timestamp,
+    /// Which gateway instance wrote it.
+    pub instance: String,
+    /// Dotted event kind, see the type docs.
+    pub kind: String,
+    /// The exchange it concerns, if any.
+    pub exchange_id: Option<Uuid>,
+    /// Who acted (an approver, an administrator), if anyone.
+    pub actor: Option<Principal>,
+    /// The kind's own fields, a JSON object.
+    pub detail: serde_json::Value,
+}
+
+impl AuditEvent {
+    /// An event of `kind` happening now, with a fresh id, no exchange and no actor.
+    pub fn new(kind: impl Into<String>, detail: serde_json::Value) -> Self {
+        AuditEvent {
+            id: Uuid::now_v7(),
+            time: jiff::Timestamp::now(),
+            instance: String::new(),
+            kind: kind.into(),
+            exchange_id: None,
+            actor: None,
+            detail,
         }
     }
 }

@@ -58,12 +58,16 @@ use sqlx::{ConnectOptions, Connection, Row};
 use uuid::Uuid;
 
 use super::{
-    AuditError, AuditRecord, AuditStore, DecisionRecord, RequestRecord, ResponseRecord, Verdict,
+    AuditError, AuditEvent, AuditRecord, AuditStore, DecisionRecord, RequestRecord, ResponseRecord,
+    Verdict,
 };
 use crate::identity::Principal;
 
 /// Current schema version, stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// Version 1 → 2: redaction findings on the response.
+const MIGRATE_1_TO_2: &str = "ALTER TABLE audit_exchange ADD COLUMN findings_json TEXT;";
 
 /// How long a connection waits for another writer's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -101,8 +105,21 @@ CREATE TABLE IF NOT EXISTS audit_exchange (
     usage_json              TEXT,
     complete                INTEGER,
     ttfb_us                 INTEGER,
-    latency_us              INTEGER
+    latency_us              INTEGER,
+    findings_json           TEXT
 );
+CREATE TABLE IF NOT EXISTS audit_event (
+    id          TEXT PRIMARY KEY NOT NULL,
+    time        TEXT NOT NULL,
+    time_us     INTEGER NOT NULL,
+    instance    TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    exchange_id TEXT,
+    actor_json  TEXT,
+    detail_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_event_time ON audit_event (time_us);
+CREATE INDEX IF NOT EXISTS audit_event_exchange ON audit_event (exchange_id);
 CREATE INDEX IF NOT EXISTS audit_exchange_principal_time
     ON audit_exchange (principal_issuer, principal_subject, received_at_us);
 CREATE INDEX IF NOT EXISTS audit_exchange_time ON audit_exchange (received_at_us);
@@ -122,14 +139,19 @@ const UPDATE_RESPONSE: &str = "
 UPDATE audit_exchange SET
     completed_at = ?, status = ?, upstream_request_id = ?,
     response_body = ?, response_body_truncated = ?, response_text = ?,
-    usage_json = ?, complete = ?, ttfb_us = ?, latency_us = ?
+    usage_json = ?, complete = ?, ttfb_us = ?, latency_us = ?, findings_json = ?
 WHERE id = ?";
+
+const INSERT_EVENT: &str = "
+INSERT INTO audit_event (id, time, time_us, instance, kind, exchange_id, actor_json, detail_json)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
 
 const SELECT_COLUMNS: &str = "
 SELECT id, received_at, instance, principal_json, method, path, model, stream,
        verdict, decision_reason, decision_rules, request_body,
        completed_at, status, upstream_request_id, response_body,
-       response_body_truncated, response_text, usage_json, complete, ttfb_us, latency_us
+       response_body_truncated, response_text, usage_json, complete, ttfb_us, latency_us,
+       findings_json
 FROM audit_exchange";
 
 /// The embedded default [`AuditStore`]: one SQLite database file, shared by
@@ -288,6 +310,12 @@ async fn apply_schema(conn: &mut sqlx::SqliteConnection) -> Result<(), AuditErro
             "database schema version {version} is newer than supported version {SCHEMA_VERSION}"
         )));
     }
+    if version == 1 {
+        sqlx::raw_sql(MIGRATE_1_TO_2)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| unavailable("migrate schema 1 to 2", &e))?;
+    }
     sqlx::raw_sql(SCHEMA)
         .execute(&mut *tx)
         .await
@@ -427,6 +455,11 @@ fn decode_row(row: &SqliteRow) -> Result<AuditRecord, AuditError> {
                 complete: get::<i64>(row, "complete")? != 0,
                 ttfb_us: micros("ttfb_us")?,
                 latency_us: micros("latency_us")?,
+                findings: match get::<Option<String>>(row, "findings_json")? {
+                    Some(json) => serde_json::from_str(&json)
+                        .map_err(|_| corrupt("findings_json", "not a JSON array of findings"))?,
+                    None => Vec::new(),
+                },
             })
         }
     };
@@ -488,6 +521,7 @@ impl AuditStore for SqliteStore {
             .bind(i64::from(record.complete))
             .bind(saturating_i64(record.ttfb_us))
             .bind(saturating_i64(record.latency_us))
+            .bind(to_json("findings", &record.findings)?)
             .bind(record.id.hyphenated().to_string())
             .execute(&self.pool)
             .await
@@ -518,6 +552,62 @@ impl AuditStore for SqliteStore {
         .map_err(|e| unavailable("read recent records", &e))?;
         rows.iter().map(decode_row).collect()
     }
+
+    async fn record_event(&self, event: &AuditEvent) -> Result<(), AuditError> {
+        let (time_us, time) = encode_time(event.time);
+        let actor = match &event.actor {
+            Some(p) => Some(to_json("event actor", p)?),
+            None => None,
+        };
+        sqlx::query(INSERT_EVENT)
+            .bind(event.id.hyphenated().to_string())
+            .bind(time)
+            .bind(time_us)
+            .bind(event.instance.as_str())
+            .bind(event.kind.as_str())
+            .bind(event.exchange_id.map(|u| u.hyphenated().to_string()))
+            .bind(actor)
+            .bind(to_json("event detail", &event.detail)?)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unavailable("record event", &e))?;
+        Ok(())
+    }
+
+    async fn recent_events(&self, limit: usize) -> Result<Vec<AuditEvent>, AuditError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = sqlx::query(
+            "SELECT id, time, instance, kind, exchange_id, actor_json, detail_json
+             FROM audit_event ORDER BY time_us DESC, id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| unavailable("read recent events", &e))?;
+        rows.iter().map(decode_event).collect()
+    }
+}
+
+fn decode_event(row: &SqliteRow) -> Result<AuditEvent, AuditError> {
+    let uuid =
+        |column: &str, text: &str| Uuid::parse_str(text).map_err(|_| corrupt(column, "not a UUID"));
+    Ok(AuditEvent {
+        id: uuid("id", &get::<String>(row, "id")?)?,
+        time: decode_time("time", &get::<String>(row, "time")?)?,
+        instance: get(row, "instance")?,
+        kind: get(row, "kind")?,
+        exchange_id: get::<Option<String>>(row, "exchange_id")?
+            .map(|t| uuid("exchange_id", &t))
+            .transpose()?,
+        actor: get::<Option<String>>(row, "actor_json")?
+            .map(|j| {
+                serde_json::from_str::<Principal>(&j)
+                    .map_err(|_| corrupt("actor_json", "not a principal JSON object"))
+            })
+            .transpose()?,
+        detail: serde_json::from_str(&get::<String>(row, "detail_json")?)
+            .map_err(|_| corrupt("detail_json", "not JSON"))?,
+    })
 }
 
 #[cfg(test)]
@@ -587,6 +677,10 @@ mod tests {
             complete: true,
             ttfb_us: 12_345,
             latency_us: u64::MAX,
+            findings: vec![
+                crate::audit::Finding::new("CREDIT_CARD", 2, "response/content/0/text"),
+                crate::audit::Finding::new("US_SSN", 1, "response/content/1/input/ssn"),
+            ],
         }
     }
 
@@ -767,6 +861,63 @@ mod tests {
         }
         let err = SqliteStore::open(&path).await.unwrap_err();
         assert!(matches!(err, AuditError::Corrupt(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn version_1_database_is_migrated_and_keeps_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let old = full_request();
+        {
+            // A database as version 1 wrote it: no findings column, no events table.
+            let store = SqliteStore::open(&path).await.unwrap();
+            store.record_request(&old).await.unwrap();
+            sqlx::raw_sql(
+                "ALTER TABLE audit_exchange DROP COLUMN findings_json; DROP TABLE audit_event; PRAGMA user_version = 1",
+            )
+            .execute(&store.pool)
+            .await
+            .unwrap();
+            store.pool.close().await;
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(store.get(old.id).await.unwrap().unwrap().request, old);
+        let response = full_response(old.id);
+        store.record_response(&response).await.unwrap();
+        let back = store.get(old.id).await.unwrap().unwrap();
+        assert_eq!(back.response.unwrap().findings, response.findings);
+        store
+            .record_event(&AuditEvent::new("grant.created", json!({"rule": "r"})))
+            .await
+            .unwrap();
+        assert_eq!(store.recent_events(10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn events_round_trip_newest_first() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let mut first = AuditEvent::new("approval.requested", json!({"rule": "restricted"}));
+        first.exchange_id = Some(Uuid::now_v7());
+        first.instance = "gw-1".into();
+        first.time = ts(1_750_000_000_000_001);
+        let mut second = AuditEvent::new("approval.approved", json!({"reason": "looked fine"}));
+        second.exchange_id = first.exchange_id;
+        second.actor = full_request().principal;
+        second.time = ts(1_750_000_000_000_002);
+        store.record_event(&first).await.unwrap();
+        store.record_event(&second).await.unwrap();
+        assert_eq!(
+            store.recent_events(10).await.unwrap(),
+            vec![second.clone(), first]
+        );
+        assert_eq!(store.recent_events(1).await.unwrap(), vec![second.clone()]);
+        let dup = store.record_event(&second).await.unwrap_err();
+        assert!(matches!(dup, AuditError::Unavailable(_)), "{dup:?}");
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{AuditRecord, RequestRecord, ResponseRecord};
+use super::{AuditEvent, AuditRecord, RequestRecord, ResponseRecord};
 
 /// Why a store operation failed. Carries no request content.
 ///
@@ -60,12 +60,19 @@ pub enum AuditError {
 ///     async fn recent(&self, limit: usize) -> Result<Vec<AuditRecord>, AuditError> {
 ///         Ok(self.0.lock().unwrap().iter().rev().take(limit).cloned().collect())
 ///     }
+///     async fn record_event(&self, e: &AuditEvent) -> Result<(), AuditError> {
+///         self.1.lock().unwrap().push(e.clone());
+///         Ok(())
+///     }
+///     async fn recent_events(&self, limit: usize) -> Result<Vec<AuditEvent>, AuditError> {
+///         Ok(self.1.lock().unwrap().iter().rev().take(limit).cloned().collect())
+///     }
 /// }
 /// ```
 #[async_trait]
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a skillgate `AuditStore`",
-    note = "implement record_request, record_response, get and recent with #[async_trait]"
+    note = "implement record_request, record_response, get, recent, record_event and recent_events with #[async_trait]"
 )]
 pub trait AuditStore: Send + Sync + 'static {
     /// Durably writes the request half. Called once per exchange, before forwarding.
@@ -76,6 +83,12 @@ pub trait AuditStore: Send + Sync + 'static {
     async fn get(&self, id: Uuid) -> Result<Option<AuditRecord>, AuditError>;
     /// The newest `limit` exchanges, newest first.
     async fn recent(&self, limit: usize) -> Result<Vec<AuditRecord>, AuditError>;
+    /// Durably writes an event that is not one exchange's request or
+    /// response (approvals, grants, checkpoints). Callers treat an error as
+    /// a reason to refuse what the event records (fail closed).
+    async fn record_event(&self, event: &AuditEvent) -> Result<(), AuditError>;
+    /// The newest `limit` events, newest first.
+    async fn recent_events(&self, limit: usize) -> Result<Vec<AuditEvent>, AuditError>;
 }
 
 #[async_trait]
@@ -91,5 +104,11 @@ impl<T: AuditStore + ?Sized> AuditStore for Arc<T> {
     }
     async fn recent(&self, limit: usize) -> Result<Vec<AuditRecord>, AuditError> {
         (**self).recent(limit).await
+    }
+    async fn record_event(&self, event: &AuditEvent) -> Result<(), AuditError> {
+        (**self).record_event(event).await
+    }
+    async fn recent_events(&self, limit: usize) -> Result<Vec<AuditEvent>, AuditError> {
+        (**self).recent_events(limit).await
     }
 }
