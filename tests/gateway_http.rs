@@ -223,6 +223,12 @@ impl AuditStore for DownStore {
     async fn recent(&self, _: usize) -> Result<Vec<AuditRecord>, AuditError> {
         Ok(Vec::new())
     }
+    async fn query(
+        &self,
+        _: &skillgate::audit::AuditQuery,
+    ) -> Result<Vec<AuditRecord>, AuditError> {
+        Err(AuditError::Unavailable("connection refused".into()))
+    }
     async fn record_event(&self, _: &skillgate::audit::AuditEvent) -> Result<(), AuditError> {
         Err(AuditError::Unavailable("connection refused".into()))
     }

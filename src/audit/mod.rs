@@ -50,6 +50,7 @@
 //! ```
 
 mod layer;
+mod query;
 mod record;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -59,6 +60,7 @@ pub use layer::{
     AuditBody, AuditHandle, AuditLayer, AuditService, DEFAULT_MAX_CAPTURE_BYTES,
     DEFAULT_MAX_REQUEST_BYTES, REFUSED_BODY_RECORD_BYTES,
 };
+pub use query::{AuditQuery, DEFAULT_QUERY_LIMIT};
 pub use record::{
     AuditEvent, AuditRecord, DecisionRecord, Finding, RequestRecord, ResponseRecord, Verdict,
 };

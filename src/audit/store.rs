@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{AuditEvent, AuditRecord, RequestRecord, ResponseRecord};
+use super::{AuditEvent, AuditQuery, AuditRecord, RequestRecord, ResponseRecord};
 
 /// Why a store operation failed. Carries no request content.
 ///
@@ -60,6 +60,10 @@ pub enum AuditError {
 ///     async fn recent(&self, limit: usize) -> Result<Vec<AuditRecord>, AuditError> {
 ///         Ok(self.0.lock().unwrap().iter().rev().take(limit).cloned().collect())
 ///     }
+///     async fn query(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
+///         let v = self.0.lock().unwrap();
+///         Ok(v.iter().rev().filter(|r| q.matches(r)).take(q.limit).cloned().collect())
+///     }
 ///     async fn record_event(&self, e: &AuditEvent) -> Result<(), AuditError> {
 ///         self.1.lock().unwrap().push(e.clone());
 ///         Ok(())
@@ -72,7 +76,7 @@ pub enum AuditError {
 #[async_trait]
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a skillgate `AuditStore`",
-    note = "implement record_request, record_response, get, recent, record_event and recent_events with #[async_trait]"
+    note = "implement record_request, record_response, get, recent, query, record_event and recent_events with #[async_trait]"
 )]
 pub trait AuditStore: Send + Sync + 'static {
     /// Durably writes the request half. Called once per exchange, before forwarding.
@@ -83,6 +87,9 @@ pub trait AuditStore: Send + Sync + 'static {
     async fn get(&self, id: Uuid) -> Result<Option<AuditRecord>, AuditError>;
     /// The newest `limit` exchanges, newest first.
     async fn recent(&self, limit: usize) -> Result<Vec<AuditRecord>, AuditError>;
+    /// The exchanges that pass every filter of `query`, newest first, at
+    /// most `query.limit` (semantics: [`AuditQuery::matches`]).
+    async fn query(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, AuditError>;
     /// Durably writes an event that is not one exchange's request or
     /// response (approvals, grants, checkpoints). Callers treat an error as
     /// a reason to refuse what the event records (fail closed).
@@ -104,6 +111,9 @@ impl<T: AuditStore + ?Sized> AuditStore for Arc<T> {
     }
     async fn recent(&self, limit: usize) -> Result<Vec<AuditRecord>, AuditError> {
         (**self).recent(limit).await
+    }
+    async fn query(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
+        (**self).query(query).await
     }
     async fn record_event(&self, event: &AuditEvent) -> Result<(), AuditError> {
         (**self).record_event(event).await
