@@ -208,10 +208,10 @@ where
     B::Error: Into<BoxError>,
 {
     let mut slot = Some(b);
-    if let Some(body) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<Body>>() {
-        if let Some(body) = body.take() {
-            return body;
-        }
+    if let Some(body) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<Body>>()
+        && let Some(body) = body.take()
+    {
+        return body;
     }
     match slot {
         Some(b) => Body::new(b),

@@ -362,3 +362,50 @@ async fn enforce_runs_policy_and_audit_inside_the_client() {
         assert!(r.header("authorization").is_none());
     }
 }
+
+#[tokio::test]
+async fn a_transport_error_is_returned_as_such_not_as_a_refusal() {
+    let dev = skillgate::identity::dev::DevIssuer::ephemeral();
+    let store: Arc<dyn AuditStore> = Arc::new(SqliteStore::in_memory().await.expect("store"));
+    let gateway = Gateway::builder()
+        .verifier(dev.verifier("skillgate"))
+        .audit_store_arc(store.clone())
+        .build()
+        .expect("gateway");
+    let token = dev
+        .mint(&skillgate::identity::dev::MintOptions::new("offline-skill"))
+        .expect("mint");
+    let c = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(MachineIdentity::new(Fixed(token)))
+        .with(Enforce::new(gateway.layer()))
+        .build();
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = closed.local_addr().expect("addr");
+    drop(closed);
+    let err = post_messages(
+        &c,
+        &format!("http://{addr}"),
+        messages_body("claude-sonnet-5", "x", false),
+    )
+    .await
+    .expect_err("nobody listens");
+    assert!(Refusal::from_error(&err).is_none(), "{err}");
+    assert!(
+        matches!(err, reqwest_middleware::Error::Reqwest(ref e) if e.is_connect()),
+        "{err}"
+    );
+    // The attempt was recorded before it was sent.
+    let recs = store.recent(10).await.expect("records");
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].request.decision.verdict, Verdict::Allow);
+}
+
+struct Fixed(String);
+
+#[async_trait]
+impl TokenSource for Fixed {
+    async fn token(&self) -> Result<SecretString, TokenError> {
+        Ok(SecretString::from(self.0.clone()))
+    }
+}

@@ -2,6 +2,10 @@
 //! local Anthropic stand-in: the example files are compiled into this test,
 //! and each test calls the same `demo()` the example's `main` runs.
 
+// Each example is a stand-alone program with its own copy of the stand-in
+// module; compiled together here, the copies are separate modules.
+#![allow(clippy::duplicate_mod)]
+
 #[cfg(all(feature = "axum", feature = "sqlite"))]
 #[path = "../examples/axum_router.rs"]
 #[allow(dead_code)]

@@ -37,6 +37,10 @@
 //! # }
 //! ```
 //!
+//! skillgate turns on no TLS backend of reqwest: enable one on your own
+//! `reqwest` dependency (for example `features = ["rustls-tls"]`) to reach
+//! `https` identity providers, gateways and APIs.
+//!
 //! See `docs/embedding.md` and `examples/reqwest_client.rs`.
 
 mod enforce;
