@@ -288,6 +288,11 @@ async fn enforce_runs_policy_and_audit_inside_the_client() {
             .unwrap_or("")
             .starts_with("text/event-stream")
     );
+    let streamed_id = res
+        .extensions()
+        .get::<skillgate::audit::AuditHandle>()
+        .expect("the audit handle rides on the response")
+        .id();
     let mut text = String::new();
     let mut sse = String::new();
     let mut chunks = res.bytes_stream();
@@ -349,11 +354,17 @@ async fn enforce_runs_policy_and_audit_inside_the_client() {
     );
 
     // The allowed exchanges are recorded with the principal and the answer.
-    let recs = store.recent(10).await.expect("records");
-    let first = recs
-        .iter()
-        .find(|r| r.request.body.windows(9).any(|w| w == b"stream me"))
-        .expect("streamed call recorded");
+    let mut first = None;
+    for _ in 0..200 {
+        first = store.get(streamed_id).await.expect("store");
+        if first.as_ref().is_some_and(|r| r.response.is_some()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let first = first.expect("streamed call recorded");
+    assert!(first.request.body.windows(9).any(|w| w == b"stream me"));
+    assert!(first.is_complete(), "the whole stream was recorded");
     assert_eq!(first.request.decision.verdict, Verdict::Allow);
     assert!(first.request.stream);
     // Upstream saw the API key and none of the skill's token.

@@ -167,6 +167,9 @@ impl Refusal {
 /// - A refusal by the stack (the request never reached [`Forward`]) is an
 ///   `Err` holding a [`Refusal`] (status, Anthropic `error.type`, message,
 ///   audit record id).
+/// - An answer that went through carries the exchange's
+///   [`AuditHandle`] in `Response::extensions()` (its `id()` is the audit
+///   record id), when the stack audits.
 /// - A transport error of the rest of the chain is returned as it was.
 /// - The caller's own credential never leaves: put the identity layer in the
 ///   stack (the whole [`GatewayLayer`](crate::gateway::GatewayLayer) does)
