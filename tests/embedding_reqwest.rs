@@ -420,3 +420,34 @@ impl TokenSource for Fixed {
         Ok(SecretString::from(self.0.clone()))
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_are_cached_and_renewed_on_invalidation() {
+    use secrecy::ExposeSecret;
+    use skillgate::client::ClientAuth;
+    let idp = OidcProvider::start().await;
+    for auth in [ClientAuth::Basic, ClientAuth::Post] {
+        let source = client_credentials(&idp).client_auth(auth);
+        let first = source.token().await.expect("token");
+        let (_, claims) = support::oidc::decode_unverified(first.expose_secret());
+        assert_eq!(claims["client_id"], idp.client_id.as_str(), "{auth:?}");
+        // Long-lived (oidc-provider's default is minutes): the same token again.
+        let again = source.token().await.expect("token");
+        assert_eq!(first.expose_secret(), again.expose_secret(), "{auth:?}");
+        // Refused somewhere: the next call fetches a new one.
+        source.invalidate();
+        let fresh = source.token().await.expect("token");
+        assert_ne!(first.expose_secret(), fresh.expose_secret(), "{auth:?}");
+    }
+    // A wrong secret is a typed error naming the RFC 6749 code, not the secret.
+    let wrong = ClientCredentials::new(&idp.token_endpoint, &idp.client_id, "not-the-secret")
+        .resource(RESOURCE)
+        .scope(SCOPE);
+    let e = wrong.token().await.expect_err("refused");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("invalid_client") && msg.contains("401"),
+        "{msg}"
+    );
+    assert!(!msg.contains("not-the-secret"));
+}
