@@ -8,6 +8,7 @@
 //! | [`Principal`] | the identity layer | always behind the gateway (unauthenticated callers never reach a handler) |
 //! | [`Decision`] | the policy layer | a policy is configured |
 //! | [`AuditId`] | the audit layer | always behind the gateway |
+//! | [`AuditHandle`] | the audit layer (to `record_event`, `add_findings`) | always behind the gateway |
 //!
 //! Each is also extractable as `Option<…>`, which is `None` when absent.
 //! A required extractor whose value is absent means the route is not behind
@@ -140,5 +141,12 @@ impl<S: Send + Sync> FromRequestParts<S> for AuditHandle {
     type Rejection = MissingExtension;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         get::<AuditHandle>(parts).ok_or(MissingExtension("AuditHandle"))
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for AuditHandle {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(get::<AuditHandle>(parts))
     }
 }
