@@ -234,6 +234,11 @@ async fn handle(layer: ApprovalApiLayer, req: Request<Body>) -> Response<Body> {
         }
         (&Method::GET, ["inbox.js"]) => return asset("text/javascript; charset=utf-8", INBOX_JS),
         (&Method::GET, ["inbox.css"]) => return asset("text/css; charset=utf-8", INBOX_CSS),
+        (&Method::GET, ["favicon.ico"]) => {
+            let mut res = Response::new(Body::empty());
+            *res.status_mut() = StatusCode::NO_CONTENT;
+            return res;
+        }
         (&Method::POST, ["callback", id, verdict]) => {
             let Some(cb) = &layer.callbacks else {
                 return not_found();
