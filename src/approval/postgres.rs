@@ -215,7 +215,7 @@ impl ApprovalStore for PostgresApprovalStore {
         ))
         .bind(r.id.to_string())
         .bind(state.status.as_str())
-        .bind(r.created_at.as_microsecond() as i64)
+        .bind(r.created_at.as_microsecond())
         .bind(json(&state)?)
         .execute(&self.pool)
         .await

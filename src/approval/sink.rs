@@ -61,13 +61,13 @@ pub struct SinkError(pub String);
 ///
 /// ```
 /// use skillgate::approval::{ApprovalRequest, ChannelEvent};
-/// let e = ChannelEvent::Requested(ApprovalRequest::example());
+/// let e = ChannelEvent::Requested(Box::new(ApprovalRequest::example()));
 /// assert!(matches!(e, ChannelEvent::Requested(_)));
 /// ```
 #[derive(Debug, Clone)]
 pub enum ChannelEvent {
     /// A new request waits.
-    Requested(ApprovalRequest),
+    Requested(Box<ApprovalRequest>),
     /// A request left `pending`.
     Resolved(Box<ApprovalState>),
 }
@@ -106,7 +106,9 @@ impl ChannelSink {
 impl ApprovalSink for ChannelSink {
     async fn notify(&self, request: &ApprovalRequest) -> Result<(), SinkError> {
         // No subscriber is not an error: the inbox and API still list it.
-        let _ = self.tx.send(ChannelEvent::Requested(request.clone()));
+        let _ = self
+            .tx
+            .send(ChannelEvent::Requested(Box::new(request.clone())));
         Ok(())
     }
 
