@@ -104,4 +104,13 @@ async fn a_decision_on_instance_b_releases_the_request_held_on_instance_a() {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(upstream.received().len(), 1);
+    drop((a, b));
+    // Leave the shared test database as it was.
+    let pool = sqlx::PgPool::connect(&url()).await.unwrap();
+    for table in ["approvals", "approval_grants", "approval_nonces"] {
+        sqlx::query(&format!("DROP TABLE IF EXISTS {prefix}{table}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
 }
