@@ -396,11 +396,13 @@ async fn a_caller_that_leaves_cancels_its_approval() {
     let (res, pending) = tokio::join!(req, alice.pending("customer-export"));
     assert!(res.is_err(), "the client gave up");
     let id = pending["request"]["id"].as_str().unwrap().to_owned();
-    for _ in 0..200 {
+    // The store is closed first, then the event written: wait for both.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         let (_, v) = alice.get(&format!("/requests/{id}")).await;
-        if v["status"] == "cancelled" {
-            let kinds: Vec<String> = events(&gw).await.into_iter().map(|e| e.kind).collect();
-            assert!(kinds.contains(&"approval.cancelled".to_owned()));
+        let kinds: Vec<String> = events(&gw).await.into_iter().map(|e| e.kind).collect();
+        if v["status"] == "cancelled" && kinds.contains(&"approval.cancelled".to_owned()) {
+            assert!(upstream.received().is_empty());
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
