@@ -214,6 +214,10 @@ pub enum Error {
     /// The upstream API sent no response headers within the first-byte timeout.
     #[error("upstream timed out")]
     UpstreamTimeout,
+    /// The approval store could not hold the request for approval, so it
+    /// is not forwarded.
+    #[error("approval store unavailable")]
+    ApprovalUnavailable,
     /// Anything else that went wrong inside the gateway.
     #[error("internal error")]
     Internal,
@@ -229,6 +233,7 @@ impl Error {
             Error::InvalidRequest(_) | Error::BodyRead => ErrorType::InvalidRequest,
             Error::NotFound => ErrorType::NotFound,
             Error::AuditUnavailable
+            | Error::ApprovalUnavailable
             | Error::CredentialUnavailable
             | Error::UpstreamUnavailable
             | Error::Internal => ErrorType::Api,
@@ -240,7 +245,9 @@ impl Error {
     /// gateway's own unavailability is `503` and an unreachable upstream `502`.
     pub fn status(&self) -> StatusCode {
         let code = match self {
-            Error::AuditUnavailable | Error::CredentialUnavailable => 503,
+            Error::AuditUnavailable | Error::ApprovalUnavailable | Error::CredentialUnavailable => {
+                503
+            }
             Error::UpstreamUnavailable => 502,
             other => other.error_type().status(),
         };
@@ -253,6 +260,7 @@ impl Error {
         matches!(
             self,
             Error::AuditUnavailable
+                | Error::ApprovalUnavailable
                 | Error::CredentialUnavailable
                 | Error::UpstreamUnavailable
                 | Error::UpstreamTimeout
@@ -272,6 +280,10 @@ impl Error {
             Error::BodyRead => "request body could not be read".into(),
             Error::AuditUnavailable => {
                 "the gateway cannot record requests right now; nothing was forwarded".into()
+            }
+            Error::ApprovalUnavailable => {
+                "the gateway cannot hold requests for approval right now; nothing was forwarded"
+                    .into()
             }
             Error::CredentialUnavailable => {
                 "the gateway has no upstream credential right now".into()

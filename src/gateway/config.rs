@@ -65,6 +65,8 @@ pub struct GatewayConfig {
     pub federation: FederationConfig,
     /// Budgets and rate limits (`[budgets]`, see `docs/policy.md` (budgets)).
     pub budgets: crate::budget::BudgetConfig,
+    /// Human approval (`[approval]`, see `docs/approvals.md`).
+    pub approval: crate::approval::ApprovalConfig,
 }
 
 impl Default for GatewayConfig {
@@ -79,6 +81,7 @@ impl Default for GatewayConfig {
             policy: PolicyConfig::default(),
             federation: FederationConfig::default(),
             budgets: crate::budget::BudgetConfig::default(),
+            approval: crate::approval::ApprovalConfig::default(),
         }
     }
 }
@@ -447,6 +450,8 @@ pub struct Assembled {
     pub dev_issuer: Option<Arc<DevIssuer>>,
     /// The token endpoint and its revocation store, when `[federation]` has rules.
     pub federation: Option<Federation>,
+    /// The approval coordinator, when `[approval] enabled`.
+    pub approvals: Option<crate::approval::Approvals>,
 }
 
 impl std::fmt::Debug for Assembled {
@@ -668,6 +673,22 @@ impl GatewayConfig {
         {
             b = b.budget(layer);
         }
+        let approvals = self
+            .approval
+            .build(
+                store.clone(),
+                self.audit.instance.as_deref(),
+                self.public_url.as_deref(),
+            )
+            .await
+            .map_err(ConfigError::Invalid)?;
+        let approvals = approvals.map(|(a, callbacks)| {
+            b = std::mem::take(&mut b).approvals(a.clone());
+            if let Some(cb) = callbacks {
+                b = std::mem::take(&mut b).webhook_callbacks(cb);
+            }
+            a
+        });
         let gateway = b
             .build()
             .map_err(|e: BuildError| ConfigError::Invalid(e.to_string()))?;
@@ -679,6 +700,7 @@ impl GatewayConfig {
             audit: store,
             dev_issuer,
             federation,
+            approvals,
         })
     }
 }

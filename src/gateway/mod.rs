@@ -56,6 +56,7 @@ pub use serve::{
     HEADER_READ_TIMEOUT, HealthLayer, HealthService, MAX_CONNECTIONS, serve, shutdown_signal,
 };
 
+use crate::approval::{ApprovalApiLayer, ApprovalLayer, ApprovalService, Approvals};
 use crate::audit::{AuditLayer, AuditService, AuditStore};
 use crate::body::Body;
 use crate::budget::{BudgetLayer, BudgetService};
@@ -92,6 +93,8 @@ pub struct Gateway {
     policy: Option<PolicyLayer>,
     guard: ForwardGuardLayer,
     budget: Option<BudgetLayer>,
+    approval: Option<ApprovalLayer>,
+    approval_api: Option<ApprovalApiLayer>,
 }
 
 /// Builder for [`Gateway`].
@@ -107,6 +110,8 @@ pub struct GatewayBuilder {
     public_url: Option<String>,
     token_endpoint: Option<TokenEndpointLayer>,
     budget: Option<BudgetLayer>,
+    approvals: Option<Approvals>,
+    webhook_callbacks: Option<crate::approval::webhook::WebhookCallbacks>,
 }
 
 /// What is missing from a [`GatewayBuilder`].
@@ -136,6 +141,7 @@ impl Gateway {
             policy: self.policy.clone(),
             guard: self.guard.clone(),
             budget: self.budget.clone(),
+            approval: self.approval.clone(),
         }
     }
 
@@ -172,7 +178,19 @@ impl Gateway {
             + 'static,
         S::Future: Send + 'static,
     {
-        BoxCloneSyncService::new(self.layer().layer(inner))
+        let stack = self.layer().layer(inner);
+        match &self.approval_api {
+            // Approver requests (`/approvals/…`) are answered before the
+            // caller stack; everything else goes through it.
+            Some(api) => BoxCloneSyncService::new(api.layer(stack)),
+            None => BoxCloneSyncService::new(stack),
+        }
+    }
+
+    /// The approver API and inbox layer, when approvals are configured (to
+    /// put in front of a custom stack built with [`Gateway::layer`]).
+    pub fn approval_api(&self) -> Option<&ApprovalApiLayer> {
+        self.approval_api.as_ref()
     }
 
     /// The audit store in use.
@@ -255,6 +273,22 @@ impl GatewayBuilder {
         self
     }
 
+    /// Hold requests the policy marks require-approval until approvers
+    /// decide (after policy, before budget), and serve the approver API and
+    /// inbox under `/approvals/` from [`Gateway::service`]. Without it, such
+    /// requests are refused by the forward guard.
+    pub fn approvals(mut self, approvals: Approvals) -> Self {
+        self.approvals = Some(approvals);
+        self
+    }
+
+    /// Accept signed webhook callbacks at `/approvals/callback/…` (with
+    /// [`approvals`](Self::approvals)).
+    pub fn webhook_callbacks(mut self, cb: crate::approval::webhook::WebhookCallbacks) -> Self {
+        self.webhook_callbacks = Some(cb);
+        self
+    }
+
     /// Builds the gateway.
     ///
     /// # Errors
@@ -279,7 +313,17 @@ impl GatewayBuilder {
         if let Some(n) = self.max_capture_bytes {
             audit = audit.max_capture_bytes(n);
         }
+        let approval = self.approvals.clone().map(ApprovalLayer::new);
+        let approval_api = self.approvals.map(|a| {
+            let api = ApprovalApiLayer::new(a, verifier.clone());
+            match self.webhook_callbacks {
+                Some(cb) => api.webhook_callbacks(cb),
+                None => api,
+            }
+        });
         Ok(Gateway {
+            approval,
+            approval_api,
             audit,
             token_endpoint: self
                 .token_endpoint
@@ -307,14 +351,18 @@ pub struct GatewayLayer {
     policy: Option<PolicyLayer>,
     guard: ForwardGuardLayer,
     budget: Option<BudgetLayer>,
+    approval: Option<ApprovalLayer>,
 }
 
 /// The service a [`GatewayLayer`] makes around `S`.
 pub type GatewayLayerService<S> = AuditService<
     TokenEndpointService<
-        IdentityService<BufferService<Either<PolicyService<Budgeted<S>>, Budgeted<S>>>>,
+        IdentityService<BufferService<Either<PolicyService<Approved<S>>, Budgeted<S>>>>,
     >,
 >;
+
+/// The budgeted service with the approval layer in front, if configured.
+pub type Approved<S> = Either<ApprovalService<Budgeted<S>>, Budgeted<S>>;
 
 /// The guarded service with the budget layer in front, if configured.
 pub type Budgeted<S> = Either<BudgetService<ForwardGuard<S>>, ForwardGuard<S>>;
@@ -328,7 +376,10 @@ impl<S> Layer<S> for GatewayLayer {
             None => Either::Right(guarded),
         };
         let decided = match &self.policy {
-            Some(p) => Either::Left(p.layer(budgeted)),
+            Some(p) => Either::Left(p.layer(match &self.approval {
+                Some(a) => Either::Left(a.layer(budgeted)),
+                None => Either::Right(budgeted),
+            })),
             None => Either::Right(budgeted),
         };
         self.audit.layer(

@@ -116,7 +116,19 @@ pub enum Decision {
         reason: String,
         /// Duties that apply if approved.
         obligations: Obligations,
+        /// Groups whose members may approve (a rule's `approvers`); empty:
+        /// the approval layer's default approver groups.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        approvers: Vec<String>,
+        /// Distinct approvals needed (N of M; a rule's `approvals_required`,
+        /// at least 1).
+        #[serde(default = "one")]
+        approvals_required: u32,
     },
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Decision {
@@ -214,6 +226,8 @@ impl Evaluation {
                     rule: m.id.clone(),
                     reason: reason.clone(),
                     obligations,
+                    approvers: Vec::new(),
+                    approvals_required: 1,
                 }
             } else if enforced().any(|(m, _, _)| m.effect == Effect::Allow) {
                 let mut obligations = Obligations::default();

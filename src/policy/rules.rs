@@ -61,6 +61,11 @@ struct RuleConfig {
     when: MatchConfig,
     #[serde(default)]
     obligations: ObligationsConfig,
+    /// Groups whose members may approve (require_approval rules only).
+    #[serde(default)]
+    approvers: Option<OneOrMany>,
+    /// Distinct approvals needed (require_approval rules only; default 1).
+    approvals_required: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -180,6 +185,8 @@ struct Rule {
     reason: String,
     matcher: Matcher,
     obligations: Obligations,
+    approvers: Vec<String>,
+    approvals_required: u32,
 }
 
 /// A compiled rules policy. Cheap to share (`Arc`), immutable; reloads
@@ -461,7 +468,24 @@ impl RulesPolicy {
                 keyword_rule.push(rule_index);
                 m.has_keywords = true;
             }
+            let approvers = rc.approvers.map(OneOrMany::into_vec).unwrap_or_default();
+            if rc.effect != Effect::RequireApproval
+                && (!approvers.is_empty() || rc.approvals_required.is_some())
+            {
+                return Err(e(
+                    "approvers and approvals_required apply to require_approval rules only".into(),
+                ));
+            }
+            if approvers.iter().any(|g| g.trim().is_empty()) {
+                return Err(e("approvers: empty group name".into()));
+            }
+            let approvals_required = rc.approvals_required.unwrap_or(1);
+            if approvals_required == 0 {
+                return Err(e("approvals_required: at least 1".into()));
+            }
             rules.push(Rule {
+                approvers,
+                approvals_required,
                 reason: rc.reason.unwrap_or_else(|| match rc.effect {
                     Effect::Deny => format!("denied by policy rule {id}"),
                     Effect::RequireApproval => format!("approval required by policy rule {id}"),
@@ -673,6 +697,18 @@ impl PolicyEngine for RulesPolicy {
                 )
             })
             .collect();
-        Evaluation::combine(matches)
+        let mut eval = Evaluation::combine(matches);
+        if let super::Decision::RequireApproval {
+            rule,
+            approvers,
+            approvals_required,
+            ..
+        } = &mut eval.decision
+            && let Some(r) = self.rules.iter().find(|r| &r.id == rule)
+        {
+            approvers.clone_from(&r.approvers);
+            *approvals_required = r.approvals_required;
+        }
+        eval
     }
 }

@@ -65,6 +65,8 @@ const ANNOTATIONS: &[&str] = &[
     "audit_level",
     "time_zone",
     "description",
+    "approvers",
+    "approvals_required",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -257,6 +259,8 @@ struct Meta {
     shadow: bool,
     reason: String,
     obligations: Obligations,
+    approvers: Vec<String>,
+    approvals_required: u32,
 }
 
 /// Entity type and action names, parsed once.
@@ -471,6 +475,31 @@ fn meta_of(p: &Policy, id: &str) -> Result<(Meta, Option<TimeZone>), String> {
     if effect == Effect::Deny && !obligations.is_empty() {
         return Err("obligations (@max_tokens, @redaction_profiles, @audit_level) apply to permit policies only".into());
     }
+    let approvers: Vec<String> = p
+        .annotation("approvers")
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let approvals_required = p
+        .annotation("approvals_required")
+        .map(|s| match s.trim().parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(format!(
+                "@approvals_required({s:?}): a whole number, at least 1"
+            )),
+        })
+        .transpose()?;
+    if effect != Effect::RequireApproval && (!approvers.is_empty() || approvals_required.is_some())
+    {
+        return Err(
+            "@approvers and @approvals_required apply to require_approval policies only".into(),
+        );
+    }
     let tz = p
         .annotation("time_zone")
         .map(|n| time_zone(n).map_err(|m| format!("@time_zone: {m}")))
@@ -490,6 +519,8 @@ fn meta_of(p: &Policy, id: &str) -> Result<(Meta, Option<TimeZone>), String> {
             shadow,
             reason,
             obligations,
+            approvers,
+            approvals_required: approvals_required.unwrap_or(1),
         },
         tz,
     ))
@@ -1119,7 +1150,19 @@ impl PolicyEngine for CedarPolicy {
                 ))
             })
             .collect();
-        Evaluation::combine(matches)
+        let mut eval = Evaluation::combine(matches);
+        if let Decision::RequireApproval {
+            rule,
+            approvers,
+            approvals_required,
+            ..
+        } = &mut eval.decision
+            && let Some(r) = self.rules.iter().find(|r| &r.id == rule)
+        {
+            approvers.clone_from(&r.approvers);
+            *approvals_required = r.approvals_required;
+        }
+        eval
     }
 }
 
