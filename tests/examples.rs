@@ -21,6 +21,11 @@ mod reqwest_client;
 #[allow(dead_code)]
 mod custom_verifier;
 
+#[cfg(feature = "sqlite")]
+#[path = "../examples/custom_approval_sink.rs"]
+#[allow(dead_code)]
+mod custom_approval_sink;
+
 #[path = "../examples/custom_audit_store.rs"]
 #[allow(dead_code)]
 mod custom_audit_store;
@@ -66,4 +71,16 @@ async fn custom_audit_store_demo() {
         .expect("response line");
     assert_eq!(response["record"]["status"], 200);
     assert_eq!(request["record"]["id"], response["record"]["id"]);
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_approval_sink_demo() {
+    let seen = custom_approval_sink::demo().await.expect("demo");
+    assert!(
+        seen[0].starts_with("ticket: payroll-skill asks to pass rule payroll-needs-a-human"),
+        "{seen:?}"
+    );
+    assert_eq!(seen[1], "held request -> 200");
+    assert_eq!(seen[2], "ticket closed: Approved");
 }
