@@ -50,6 +50,7 @@
 //! ```
 
 mod layer;
+pub mod export;
 mod query;
 mod record;
 #[cfg(feature = "sqlite")]
