@@ -507,6 +507,7 @@ fn wrap_response(handle: AuditHandle, res: Response<Body>, cap: usize) -> Respon
             captured: BytesMut::new(),
             cap,
             is_sse,
+            delivered: 0,
         }),
     };
     Response::from_parts(parts, Body::new(tee))
@@ -518,6 +519,8 @@ struct TeeState {
     captured: BytesMut,
     cap: usize,
     is_sse: bool,
+    /// Body bytes handed on so far (whether captured or not).
+    delivered: u64,
 }
 
 impl TeeState {
@@ -537,6 +540,8 @@ impl TeeState {
             // An inner layer said what to keep instead (the real body holds a credential).
             record.body = replacement;
             record.body_truncated = false;
+            // The stand-in is not what was delivered: no timing to replay.
+            record.chunks.clear();
             return spawn_finish(handle, record);
         }
         if is_sse {
@@ -622,6 +627,13 @@ impl http_body::Body for AuditBody {
                         st.record.body_truncated = true;
                     }
                     st.captured.extend_from_slice(&data[..data.len().min(room)]);
+                    if !data.is_empty() && st.record.chunks.len() < super::MAX_CHUNK_TIMINGS {
+                        st.record.chunks.push(super::ChunkTiming {
+                            offset_bytes: st.delivered,
+                            at_us: micros(st.handle.0.started),
+                        });
+                    }
+                    st.delivered = st.delivered.saturating_add(data.len() as u64);
                 }
             }
             Poll::Ready(Some(Err(_))) => {

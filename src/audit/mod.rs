@@ -52,10 +52,12 @@
 mod layer;
 pub mod export;
 mod query;
+pub mod replay;
 mod record;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
+mod time_arg;
 
 pub use layer::{
     AuditBody, AuditHandle, AuditLayer, AuditService, DEFAULT_MAX_CAPTURE_BYTES,
@@ -63,8 +65,9 @@ pub use layer::{
 };
 pub use query::{AuditQuery, DEFAULT_QUERY_LIMIT};
 pub use record::{
-    AuditEvent, AuditRecord, DecisionRecord, Finding, RequestRecord, ResponseRecord, Verdict,
+    AuditEvent, AuditRecord, ChunkTiming, DecisionRecord, MAX_CHUNK_TIMINGS, Finding, RequestRecord, ResponseRecord, Verdict,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{AuditError, AuditStore};
+pub use time_arg::parse_time;
