@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+#[path = "gateway/audit_cli.rs"]
 mod audit_cli;
 use skillgate::gateway::{GatewayConfig, serve, shutdown_signal};
 use skillgate::identity::dev::MintOptions;
