@@ -49,6 +49,7 @@
 //! # }
 //! ```
 
+mod jsonl;
 mod layer;
 pub mod export;
 mod query;
@@ -59,6 +60,7 @@ mod sqlite;
 mod store;
 mod time_arg;
 
+pub use jsonl::{JsonlOptions, JsonlStore};
 pub use layer::{
     AuditBody, AuditHandle, AuditLayer, AuditService, DEFAULT_MAX_CAPTURE_BYTES,
     DEFAULT_MAX_REQUEST_BYTES, REFUSED_BODY_RECORD_BYTES,

@@ -950,11 +950,13 @@ mod tests {
         let path = dir.path().join("audit.db");
         let old = full_request();
         {
-            // A database as version 1 wrote it: no findings column, no events table.
+            // A database as version 1 wrote it: no findings or chunks column, no events table.
             let store = SqliteStore::open(&path).await.unwrap();
             store.record_request(&old).await.unwrap();
             sqlx::raw_sql(
-                "ALTER TABLE audit_exchange DROP COLUMN findings_json; DROP TABLE audit_event; PRAGMA user_version = 1",
+                "ALTER TABLE audit_exchange DROP COLUMN findings_json; \
+                 ALTER TABLE audit_exchange DROP COLUMN chunks_json; \
+                 DROP TABLE audit_event; PRAGMA user_version = 1",
             )
             .execute(&store.pool)
             .await
