@@ -134,10 +134,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Some(Command::Audit(args)) => {
-            let store = skillgate::audit::SqliteStore::open(&cfg.audit.sqlite)
-                .await
-                .map_err(|e| format!("audit.sqlite {}: {e}", cfg.audit.sqlite.display()))?;
-            audit_cli::run(args.command, std::sync::Arc::new(store)).await
+            let store = cfg.audit.open_store().await.map_err(|e| e.to_string())?;
+            audit_cli::run(args.command, store).await
         }
         None | Some(Command::Serve) => {
             let assembled = cfg.assemble().await.map_err(|e| e.to_string())?;

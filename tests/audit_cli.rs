@@ -156,3 +156,43 @@ async fn query_show_replay_and_export_read_what_the_gateway_recorded() {
     let (ok, _, err) = cli(&gw, &["audit", "export", "--sink", "ftp://x"]).await;
     assert!(!ok && err.contains("--sink"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jsonl_store_from_config_records_a_gateway_exchange_the_cli_reads() {
+    let upstream = StandIn::start().await;
+    let gw = TestGateway::start(&upstream, |cfg, dir| {
+        cfg.audit.jsonl = Some(
+            toml::from_str(&format!("dir = {:?}\nmax_bytes = 100000", dir.join("jsonl").display().to_string()))
+                .unwrap(),
+        );
+    })
+    .await;
+    let token = gw.token("repo:acme/ci", &["ci"]);
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/messages", gw.base_url))
+        .bearer_auth(&token)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 16, "stream": true,
+                      "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    let streamed = res.bytes().await.unwrap();
+    let recs = gw.records(1).await;
+    assert!(!gw.dir.path().join("audit.db").exists(), "SQLite not used");
+    let files: Vec<_> = std::fs::read_dir(gw.dir.path().join("jsonl")).unwrap().collect();
+    assert_eq!(files.len(), 1);
+    let id = recs[0].request.id.to_string();
+    let cfg_file = gw.dir.path().join("gw.toml");
+    std::fs::write(&cfg_file, format!("[audit.jsonl]\ndir = {:?}\n", gw.dir.path().join("jsonl").display().to_string())).unwrap();
+    let out = tokio::process::Command::new(example_binary())
+        .arg("--config")
+        .arg(&cfg_file)
+        .args(["audit", "replay", &id])
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, streamed.to_vec());
+}
