@@ -35,6 +35,10 @@ pub enum AuditCommand {
     Show {
         /// Exchange id (UUID).
         id: String,
+        /// Key file for the encrypted raw bodies: adds them, decrypted, as
+        /// `raw_request_body` / `raw_response_body`.
+        #[arg(long)]
+        decrypt_key: Option<std::path::PathBuf>,
     },
     /// Re-emit the response body exactly as the client received it, to stdout.
     Replay {
@@ -232,12 +236,22 @@ pub async fn run(command: AuditCommand, store: Arc<dyn AuditStore>) -> Result<()
             }
             Ok(())
         }
-        AuditCommand::Show { id } => {
+        AuditCommand::Show { id, decrypt_key } => {
             let rec = get(&*store, &id).await?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&rec).map_err(|e| e.to_string())?
-            );
+            let mut v = serde_json::to_value(&rec).map_err(|e| e.to_string())?;
+            if let Some(path) = decrypt_key {
+                let key = skillgate::audit::BodyKey::from_file(&path).map_err(|e| e.to_string())?;
+                let text = |b: bytes::Bytes| String::from_utf8_lossy(&b).into_owned();
+                if let Some(raw) = &rec.request.raw_body {
+                    let plain = key.open(rec.request.id, "request", raw).map_err(|e| e.to_string())?;
+                    v["raw_request_body"] = serde_json::json!(text(plain));
+                }
+                if let Some(raw) = rec.response.as_ref().and_then(|r| r.raw_body.as_ref()) {
+                    let plain = key.open(rec.request.id, "response", raw).map_err(|e| e.to_string())?;
+                    v["raw_response_body"] = serde_json::json!(text(plain));
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
             Ok(())
         }
         AuditCommand::Replay { id, timing, speed } => {

@@ -49,6 +49,7 @@
 //! # }
 //! ```
 
+mod encrypt;
 mod jsonl;
 mod layer;
 pub mod export;
@@ -60,6 +61,7 @@ mod sqlite;
 mod store;
 mod time_arg;
 
+pub use encrypt::{BodyKey, EncryptedBody};
 pub use jsonl::{JsonlOptions, JsonlStore};
 pub use layer::{
     AuditBody, AuditHandle, AuditLayer, AuditService, DEFAULT_MAX_CAPTURE_BYTES,

@@ -109,6 +109,10 @@ pub struct RequestRecord {
     /// The request body as forwarded (or as received, when refused).
     #[serde(with = "bytes_as_text")]
     pub body: Bytes,
+    /// The request body as received from the caller, encrypted, when the
+    /// audit layer has a raw-body key ([`AuditLayer::raw_body_key`](crate::audit::AuditLayer::raw_body_key)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_body: Option<super::EncryptedBody>,
 }
 
 impl RequestRecord {
@@ -125,6 +129,7 @@ impl RequestRecord {
             stream: false,
             decision,
             body: Bytes::new(),
+            raw_body: None,
         }
     }
 }
@@ -172,6 +177,11 @@ pub struct ResponseRecord {
     /// for records written before timing was kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chunks: Vec<ChunkTiming>,
+    /// The response as received from upstream (before redaction), encrypted,
+    /// when the audit layer has a raw-body key and a layer supplied it
+    /// ([`AuditHandle::set_raw_response_body`](crate::audit::AuditHandle::set_raw_response_body)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_body: Option<super::EncryptedBody>,
 }
 
 /// Most [`ChunkTiming`] entries a [`ResponseRecord`] keeps (4096; a long
@@ -211,6 +221,7 @@ impl ResponseRecord {
             latency_us: 0,
             findings: Vec::new(),
             chunks: Vec::new(),
+            raw_body: None,
         }
     }
 }

@@ -69,8 +69,11 @@ const SCHEMA_VERSION: i64 = 3;
 /// Version 1 → 2: redaction findings on the response.
 const MIGRATE_1_TO_2: &str = "ALTER TABLE audit_exchange ADD COLUMN findings_json TEXT;";
 
-/// Version 2 → 3: per-chunk delivery timing of the response (for replay).
-const MIGRATE_2_TO_3: &str = "ALTER TABLE audit_exchange ADD COLUMN chunks_json TEXT;";
+/// Version 2 → 3: per-chunk delivery timing of the response (for replay)
+/// and the encrypted raw bodies.
+const MIGRATE_2_TO_3: &str = "ALTER TABLE audit_exchange ADD COLUMN chunks_json TEXT;
+ALTER TABLE audit_exchange ADD COLUMN request_raw_json TEXT;
+ALTER TABLE audit_exchange ADD COLUMN response_raw_json TEXT;";
 
 /// How long a connection waits for another writer's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -110,7 +113,9 @@ CREATE TABLE IF NOT EXISTS audit_exchange (
     ttfb_us                 INTEGER,
     latency_us              INTEGER,
     findings_json           TEXT,
-    chunks_json             TEXT
+    chunks_json             TEXT,
+    request_raw_json        TEXT,
+    response_raw_json       TEXT
 );
 CREATE TABLE IF NOT EXISTS audit_event (
     id          TEXT PRIMARY KEY NOT NULL,
@@ -136,15 +141,15 @@ INSERT INTO audit_exchange (
     id, received_at, received_at_us, instance,
     principal_issuer, principal_subject, principal_groups, principal_json,
     method, path, model, stream,
-    verdict, decision_reason, decision_rules, request_body
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    verdict, decision_reason, decision_rules, request_body, request_raw_json
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 const UPDATE_RESPONSE: &str = "
 UPDATE audit_exchange SET
     completed_at = ?, status = ?, upstream_request_id = ?,
     response_body = ?, response_body_truncated = ?, response_text = ?,
     usage_json = ?, complete = ?, ttfb_us = ?, latency_us = ?, findings_json = ?,
-    chunks_json = ?
+    chunks_json = ?, response_raw_json = ?
 WHERE id = ?";
 
 const INSERT_EVENT: &str = "
@@ -156,7 +161,7 @@ SELECT id, received_at, instance, principal_json, method, path, model, stream,
        verdict, decision_reason, decision_rules, request_body,
        completed_at, status, upstream_request_id, response_body,
        response_body_truncated, response_text, usage_json, complete, ttfb_us, latency_us,
-       findings_json, chunks_json
+       findings_json, chunks_json, request_raw_json, response_raw_json
 FROM audit_exchange";
 
 /// The embedded default [`AuditStore`]: one SQLite database file, shared by
@@ -435,6 +440,13 @@ fn decode_row(row: &SqliteRow) -> Result<AuditRecord, AuditError> {
             rules,
         },
         body: Bytes::from(get::<Vec<u8>>(row, "request_body")?),
+        raw_body: match get::<Option<String>>(row, "request_raw_json")? {
+            Some(json) => Some(
+                serde_json::from_str(&json)
+                    .map_err(|_| corrupt("request_raw_json", "not an encrypted body"))?,
+            ),
+            None => None,
+        },
     };
 
     let response = match get::<Option<String>>(row, "completed_at")? {
@@ -476,6 +488,13 @@ fn decode_row(row: &SqliteRow) -> Result<AuditRecord, AuditError> {
                         .map_err(|_| corrupt("chunks_json", "not a JSON array of chunk timings"))?,
                     None => Vec::new(),
                 },
+                raw_body: match get::<Option<String>>(row, "response_raw_json")? {
+                    Some(json) => Some(
+                        serde_json::from_str(&json)
+                            .map_err(|_| corrupt("response_raw_json", "not an encrypted body"))?,
+                    ),
+                    None => None,
+                },
             })
         }
     };
@@ -514,6 +533,10 @@ impl AuditStore for SqliteStore {
             .bind(record.decision.reason.as_deref())
             .bind(rules)
             .bind(&record.body[..])
+            .bind(match &record.raw_body {
+                Some(b) => Some(to_json("raw request body", b)?),
+                None => None,
+            })
             .execute(&self.pool)
             .await
             .map_err(|e| unavailable("record request", &e))?;
@@ -539,6 +562,10 @@ impl AuditStore for SqliteStore {
             .bind(saturating_i64(record.latency_us))
             .bind(to_json("findings", &record.findings)?)
             .bind(to_json("chunks", &record.chunks)?)
+            .bind(match &record.raw_body {
+                Some(b) => Some(to_json("raw response body", b)?),
+                None => None,
+            })
             .bind(record.id.hyphenated().to_string())
             .execute(&self.pool)
             .await
@@ -730,6 +757,12 @@ mod tests {
                 rules: vec!["r1".into(), "weekend-block".into()],
             },
             body: Bytes::from_static(&[0xff, 0xfe, 0x00, 0x80, b'{', 0xc3, 0x28]),
+            raw_body: Some(crate::audit::EncryptedBody {
+                alg: "A256GCM".into(),
+                key_id: "0011223344556677".into(),
+                nonce: "AAAAAAAAAAAAAAAA".into(),
+                ciphertext: "c2VhbGVk".into(),
+            }),
         }
     }
 
@@ -762,6 +795,12 @@ mod tests {
                     at_us: 250_000,
                 },
             ],
+            raw_body: Some(crate::audit::EncryptedBody {
+                alg: "A256GCM".into(),
+                key_id: "0011223344556677".into(),
+                nonce: "BBBBBBBBBBBBBBBB".into(),
+                ciphertext: "cmF3".into(),
+            }),
         }
     }
 
@@ -948,7 +987,11 @@ mod tests {
     async fn version_1_database_is_migrated_and_keeps_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.db");
-        let old = full_request();
+        // Versions before 3 had no raw bodies.
+        let old = RequestRecord {
+            raw_body: None,
+            ..full_request()
+        };
         {
             // A database as version 1 wrote it: no findings or chunks column, no events table.
             let store = SqliteStore::open(&path).await.unwrap();
@@ -956,6 +999,8 @@ mod tests {
             sqlx::raw_sql(
                 "ALTER TABLE audit_exchange DROP COLUMN findings_json; \
                  ALTER TABLE audit_exchange DROP COLUMN chunks_json; \
+                 ALTER TABLE audit_exchange DROP COLUMN request_raw_json; \
+                 ALTER TABLE audit_exchange DROP COLUMN response_raw_json; \
                  DROP TABLE audit_event; PRAGMA user_version = 1",
             )
             .execute(&store.pool)
@@ -985,13 +1030,19 @@ mod tests {
     async fn version_2_database_is_migrated_and_keeps_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.db");
-        let old = full_request();
+        // Versions before 3 had no raw bodies.
+        let old = RequestRecord {
+            raw_body: None,
+            ..full_request()
+        };
         {
             // A database as version 2 wrote it: no chunks column.
             let store = SqliteStore::open(&path).await.unwrap();
             store.record_request(&old).await.unwrap();
             sqlx::raw_sql(
-                "ALTER TABLE audit_exchange DROP COLUMN chunks_json; PRAGMA user_version = 2",
+                "ALTER TABLE audit_exchange DROP COLUMN chunks_json; \
+                 ALTER TABLE audit_exchange DROP COLUMN request_raw_json; \
+                 ALTER TABLE audit_exchange DROP COLUMN response_raw_json; PRAGMA user_version = 2",
             )
             .execute(&store.pool)
             .await

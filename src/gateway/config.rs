@@ -278,6 +278,10 @@ pub struct AuditConfig {
     /// `[audit.jsonl]`: when set, records go to rotated JSON-lines files in
     /// this folder instead of the SQLite database (`audit::JsonlStore`).
     pub jsonl: Option<JsonlConfig>,
+    /// A file holding a 32-byte AES-256-GCM key (raw, 64 hex digits or
+    /// base64): when set, raw bodies (request as received, response as
+    /// received from upstream) are kept too, encrypted (`audit::BodyKey`).
+    pub raw_body_key_file: Option<PathBuf>,
 }
 
 /// `[audit.jsonl]`: the JSON-lines file store (`docs/audit-query-export.md`).
@@ -344,6 +348,7 @@ impl Default for AuditConfig {
             max_request_bytes: crate::audit::DEFAULT_MAX_REQUEST_BYTES,
             max_capture_bytes: crate::audit::DEFAULT_MAX_CAPTURE_BYTES,
             jsonl: None,
+            raw_body_key_file: None,
         }
     }
 }
@@ -703,6 +708,12 @@ impl GatewayConfig {
             .max_capture_bytes(self.audit.max_capture_bytes);
         if let Some(i) = &self.audit.instance {
             b = b.instance(i.clone());
+        }
+        if let Some(f) = &self.audit.raw_body_key_file {
+            let key = crate::audit::BodyKey::from_file(f).map_err(|e| {
+                ConfigError::Invalid(format!("audit.raw_body_key_file {}: {e}", f.display()))
+            })?;
+            b = b.raw_body_key(key);
         }
         if let Some(u) = &self.public_url {
             b = b.public_url(u.clone());

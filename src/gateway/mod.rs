@@ -107,6 +107,7 @@ pub struct GatewayBuilder {
     public_url: Option<String>,
     token_endpoint: Option<TokenEndpointLayer>,
     budget: Option<BudgetLayer>,
+    raw_body_key: Option<crate::audit::BodyKey>,
 }
 
 /// What is missing from a [`GatewayBuilder`].
@@ -200,6 +201,12 @@ impl GatewayBuilder {
         self.max_capture_bytes = Some(n);
         self
     }
+    /// Also keep raw bodies in audit records, encrypted under `key`
+    /// ([`AuditLayer::raw_body_key`]).
+    pub fn raw_body_key(mut self, key: crate::audit::BodyKey) -> Self {
+        self.raw_body_key = Some(key);
+        self
+    }
     /// Serves the workload-identity token endpoint (`POST /v1/oauth/token`)
     /// between audit and identity (default: none). Add the matching
     /// [`GatewayTokenVerifier`](crate::identity::federation::GatewayTokenVerifier)
@@ -255,6 +262,9 @@ impl GatewayBuilder {
         }
         if let Some(n) = self.max_capture_bytes {
             audit = audit.max_capture_bytes(n);
+        }
+        if let Some(k) = self.raw_body_key {
+            audit = audit.raw_body_key(k);
         }
         Ok(Gateway {
             audit,
