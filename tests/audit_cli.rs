@@ -196,3 +196,48 @@ async fn jsonl_store_from_config_records_a_gateway_exchange_the_cli_reads() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.stdout, streamed.to_vec());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_request_body_is_stored_encrypted_and_show_decrypts_it_with_the_key_only() {
+    let upstream = StandIn::start().await;
+    let gw = TestGateway::start(&upstream, |cfg, dir| {
+        let key = dir.join("raw.key");
+        std::fs::write(&key, "42".repeat(32)).unwrap();
+        cfg.audit.raw_body_key_file = Some(key);
+    })
+    .await;
+    let token = gw.token("repo:acme/ci", &["ci"]);
+    let sent = r#"{"model":"claude-haiku-4-5","max_tokens":16,"messages":[{"role":"user","content":"raw words"}]}"#;
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/messages", gw.base_url))
+        .bearer_auth(&token)
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .body(sent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let _ = res.bytes().await.unwrap();
+    let recs = gw.records(1).await;
+    let id = recs[0].request.id.to_string();
+    let raw = recs[0].request.raw_body.as_ref().expect("raw body kept");
+    assert!(!raw.ciphertext.contains("raw words"));
+
+    let (ok, out, err) = cli(&gw, &["audit", "show", &id]).await;
+    assert!(ok, "{err}");
+    let shown: Value = serde_json::from_slice(&out).unwrap();
+    assert!(shown.get("raw_request_body").is_none());
+
+    let key = gw.dir.path().join("raw.key");
+    let (ok, out, err) = cli(&gw, &["audit", "show", &id, "--decrypt-key", key.to_str().unwrap()]).await;
+    assert!(ok, "{err}");
+    let shown: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(shown["raw_request_body"], sent);
+
+    let wrong = gw.dir.path().join("wrong.key");
+    std::fs::write(&wrong, "43".repeat(32)).unwrap();
+    let (ok, _, err) = cli(&gw, &["audit", "show", &id, "--decrypt-key", wrong.to_str().unwrap()]).await;
+    assert!(!ok, "a wrong key must not decrypt");
+    assert!(err.contains("sealed under key"), "{err}");
+}
