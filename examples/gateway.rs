@@ -80,7 +80,7 @@ enum Command {
         ttl: u64,
     },
     /// Read the audit store: query, show, replay, export (docs/audit-query-export.md).
-    Audit(audit_cli::AuditArgs),
+    Audit(Box<audit_cli::AuditArgs>),
 }
 
 fn config(cli: &Cli) -> Result<GatewayConfig, String> {

@@ -203,12 +203,21 @@ fn sink(spec: &str, max_attempts: u32, header_env: &[String]) -> Result<Box<dyn 
     let url = spec
         .strip_prefix("http:")
         .filter(|u| u.starts_with("//") || u.starts_with("http"))
-        .map(|u| if u.starts_with("//") { format!("http:{u}") } else { u.to_owned() })
+        .map(|u| {
+            if u.starts_with("//") {
+                format!("http:{u}")
+            } else {
+                u.to_owned()
+            }
+        })
         .or_else(|| spec.starts_with("https:").then(|| spec.to_owned()))
         .ok_or_else(|| "--sink must be stdout, file:PATH or http:URL".to_owned())?;
     let mut s = HttpSink::new(&url)
         .map_err(|e| e.to_string())?
-        .retry(RetryPolicy { max_attempts, ..RetryPolicy::default() });
+        .retry(RetryPolicy {
+            max_attempts,
+            ..RetryPolicy::default()
+        });
     for h in header_env {
         let (name, var) = h
             .split_once('=')
@@ -243,15 +252,22 @@ pub async fn run(command: AuditCommand, store: Arc<dyn AuditStore>) -> Result<()
                 let key = skillgate::audit::BodyKey::from_file(&path).map_err(|e| e.to_string())?;
                 let text = |b: bytes::Bytes| String::from_utf8_lossy(&b).into_owned();
                 if let Some(raw) = &rec.request.raw_body {
-                    let plain = key.open(rec.request.id, "request", raw).map_err(|e| e.to_string())?;
+                    let plain = key
+                        .open(rec.request.id, "request", raw)
+                        .map_err(|e| e.to_string())?;
                     v["raw_request_body"] = serde_json::json!(text(plain));
                 }
                 if let Some(raw) = rec.response.as_ref().and_then(|r| r.raw_body.as_ref()) {
-                    let plain = key.open(rec.request.id, "response", raw).map_err(|e| e.to_string())?;
+                    let plain = key
+                        .open(rec.request.id, "response", raw)
+                        .map_err(|e| e.to_string())?;
                     v["raw_response_body"] = serde_json::json!(text(plain));
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+            );
             Ok(())
         }
         AuditCommand::Replay { id, timing, speed } => {
@@ -264,10 +280,16 @@ pub async fn run(command: AuditCommand, store: Arc<dyn AuditStore>) -> Result<()
                 .await
                 .map_err(|e| format!("write: {e}"))?;
             if report.truncated {
-                eprintln!("warning: the record kept only the first {} bytes of this response", report.bytes);
+                eprintln!(
+                    "warning: the record kept only the first {} bytes of this response",
+                    report.bytes
+                );
             }
             if report.incomplete {
-                eprintln!("warning: this exchange did not complete (status {})", resp.status);
+                eprintln!(
+                    "warning: this exchange did not complete (status {})",
+                    resp.status
+                );
             }
             Ok(())
         }
@@ -290,7 +312,10 @@ pub async fn run(command: AuditCommand, store: Arc<dyn AuditStore>) -> Result<()
                 Format::Ecs => ExportFormat::Ecs,
             };
             let sink = sink(&spec, max_attempts, &header_env)?;
-            let limits = BatchLimits { max_events: batch_events, ..BatchLimits::default() };
+            let limits = BatchLimits {
+                max_events: batch_events,
+                ..BatchLimits::default()
+            };
             let options = ExportOptions::new().include_bodies(include_bodies);
             let n = skillgate::audit::export::export(&records, format, &options, &*sink, limits)
                 .await

@@ -53,7 +53,9 @@ pub struct BodyKey {
 
 impl std::fmt::Debug for BodyKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BodyKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("BodyKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -114,7 +116,13 @@ impl BodyKey {
         let aad = format!("{id}/{side}");
         let ct = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad: aad.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| AuditError::Unavailable("raw body encryption failed".into()))?;
         Ok(EncryptedBody {
             alg: "A256GCM".into(),
@@ -150,7 +158,13 @@ impl BodyKey {
             .map_err(|_| AuditError::Corrupt("raw body: bad ciphertext encoding".into()))?;
         let aad = format!("{id}/{side}");
         self.cipher
-            .decrypt(Nonce::from_slice(&nonce), Payload { msg: &ct, aad: aad.as_bytes() })
+            .decrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &ct,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map(Bytes::from)
             .map_err(|_| AuditError::Corrupt("raw body does not authenticate".into()))
     }
@@ -175,13 +189,21 @@ mod tests {
     #[test]
     fn wrong_key_fails() {
         let id = Uuid::now_v7();
-        let sealed = BodyKey::from_bytes([1u8; 32]).seal(id, "request", b"secret").unwrap();
+        let sealed = BodyKey::from_bytes([1u8; 32])
+            .seal(id, "request", b"secret")
+            .unwrap();
         let other = BodyKey::from_bytes([2u8; 32]);
-        assert!(matches!(other.open(id, "request", &sealed), Err(AuditError::Corrupt(_))));
+        assert!(matches!(
+            other.open(id, "request", &sealed),
+            Err(AuditError::Corrupt(_))
+        ));
         // Even with the key id forged to match, authentication fails.
         let mut forged = sealed.clone();
         forged.key_id = other.id().to_owned();
-        assert!(matches!(other.open(id, "request", &forged), Err(AuditError::Corrupt(_))));
+        assert!(matches!(
+            other.open(id, "request", &forged),
+            Err(AuditError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -191,14 +213,23 @@ mod tests {
         let sealed = key.seal(id, "request", b"the original prompt").unwrap();
         let mut ct = STANDARD.decode(&sealed.ciphertext).unwrap();
         ct[0] ^= 1;
-        let t = EncryptedBody { ciphertext: STANDARD.encode(&ct), ..sealed.clone() };
+        let t = EncryptedBody {
+            ciphertext: STANDARD.encode(&ct),
+            ..sealed.clone()
+        };
         assert!(key.open(id, "request", &t).is_err());
         let mut n = STANDARD.decode(&sealed.nonce).unwrap();
         n[11] ^= 1;
-        let t = EncryptedBody { nonce: STANDARD.encode(&n), ..sealed.clone() };
+        let t = EncryptedBody {
+            nonce: STANDARD.encode(&n),
+            ..sealed.clone()
+        };
         assert!(key.open(id, "request", &t).is_err());
         assert!(key.open(id, "response", &sealed).is_err(), "other side");
-        assert!(key.open(Uuid::now_v7(), "request", &sealed).is_err(), "other exchange");
+        assert!(
+            key.open(Uuid::now_v7(), "request", &sealed).is_err(),
+            "other exchange"
+        );
         assert!(key.open(id, "request", &sealed).is_ok());
     }
 

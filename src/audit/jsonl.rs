@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{AuditError, AuditEvent, AuditQuery, AuditRecord, AuditStore, RequestRecord, ResponseRecord};
+use super::{
+    AuditError, AuditEvent, AuditQuery, AuditRecord, AuditStore, RequestRecord, ResponseRecord,
+};
 
 /// When [`JsonlStore`] starts a new file, and how many it keeps.
 ///
@@ -129,7 +131,9 @@ impl State {
         if let Some(c) = self.current.take() {
             let _ = c.file.sync_all();
         }
-        let stamp = jiff::Timestamp::now().strftime("%Y-%m-%dT%H-%M-%SZ").to_string();
+        let stamp = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H-%M-%SZ")
+            .to_string();
         // Names must sort after every existing file (reads go by name order),
         // also when older files of this second were already rotated away.
         let newest = files(&self.dir)?.pop();
@@ -155,7 +159,11 @@ impl State {
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
         }
-        self.current = Some(Current { file, opened: Instant::now(), size: 0 });
+        self.current = Some(Current {
+            file,
+            opened: Instant::now(),
+            size: 0,
+        });
         let all = files(&self.dir)?;
         let keep = self.options.keep_files.max(1);
         if all.len() > keep {
@@ -187,7 +195,9 @@ impl State {
         let mut buf = Vec::with_capacity(line.len() + 1);
         buf.extend_from_slice(line);
         buf.push(b'\n');
-        c.file.write_all(&buf).map_err(|e| io("write audit line", &e))?;
+        c.file
+            .write_all(&buf)
+            .map_err(|e| io("write audit line", &e))?;
         c.file.sync_data().map_err(|e| io("sync audit file", &e))?;
         c.size += len;
         Ok(())
@@ -222,7 +232,13 @@ fn scan(dir: &Path) -> Result<Scan, AuditError> {
                     if !by_id.contains_key(&r.id) {
                         order.push(r.id);
                     }
-                    by_id.insert(r.id, AuditRecord { request: r, response: None });
+                    by_id.insert(
+                        r.id,
+                        AuditRecord {
+                            request: r,
+                            response: None,
+                        },
+                    );
                 }
                 Ok(Line::Response(r)) => {
                     if let Some(rec) = by_id.get_mut(&r.id) {
@@ -238,7 +254,10 @@ fn scan(dir: &Path) -> Result<Scan, AuditError> {
             }
         }
     }
-    let records = order.into_iter().filter_map(|id| by_id.remove(&id)).collect();
+    let records = order
+        .into_iter()
+        .filter_map(|id| by_id.remove(&id))
+        .collect();
     Ok(Scan { records, events })
 }
 
@@ -250,9 +269,16 @@ impl JsonlStore {
     pub fn open(dir: impl AsRef<Path>, options: JsonlOptions) -> Result<JsonlStore, AuditError> {
         let dir = dir.as_ref().to_owned();
         std::fs::create_dir_all(&dir).map_err(|e| io("create audit folder", &e))?;
-        let mut state = State { dir, options, current: None, pending: HashSet::new() };
+        let mut state = State {
+            dir,
+            options,
+            current: None,
+            pending: HashSet::new(),
+        };
         state.rotate()?;
-        Ok(JsonlStore { state: Arc::new(Mutex::new(state)) })
+        Ok(JsonlStore {
+            state: Arc::new(Mutex::new(state)),
+        })
     }
 
     /// The folder holding the files.
@@ -319,7 +345,12 @@ impl AuditStore for JsonlStore {
         self.write(Line::Response(record.clone())).await
     }
     async fn get(&self, id: Uuid) -> Result<Option<AuditRecord>, AuditError> {
-        Ok(self.scan().await?.records.into_iter().find(|r| r.request.id == id))
+        Ok(self
+            .scan()
+            .await?
+            .records
+            .into_iter()
+            .find(|r| r.request.id == id))
     }
     async fn recent(&self, limit: usize) -> Result<Vec<AuditRecord>, AuditError> {
         let mut v = newest_first(self.scan().await?.records);
@@ -328,14 +359,17 @@ impl AuditStore for JsonlStore {
     }
     async fn query(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
         let v = newest_first(self.scan().await?.records);
-        Ok(v.into_iter().filter(|r| q.matches(r)).take(q.limit).collect())
+        Ok(v.into_iter()
+            .filter(|r| q.matches(r))
+            .take(q.limit)
+            .collect())
     }
     async fn record_event(&self, event: &AuditEvent) -> Result<(), AuditError> {
         self.write(Line::Event(event.clone())).await
     }
     async fn recent_events(&self, limit: usize) -> Result<Vec<AuditEvent>, AuditError> {
         let mut v = self.scan().await?.events;
-        v.sort_by(|a, b| (b.time, b.id).cmp(&(a.time, a.id)));
+        v.sort_by_key(|e| std::cmp::Reverse((e.time, e.id)));
         v.truncate(limit);
         Ok(v)
     }
@@ -363,7 +397,10 @@ mod tests {
         r.body = bytes::Bytes::from_static(b"{\"ok\":true}");
         r.usage = Some(serde_json::json!({"input_tokens": 1, "output_tokens": 2}));
         r.findings = vec![Finding::new("US_SSN", 1, "response/content/0/text")];
-        r.chunks = vec![crate::audit::ChunkTiming { offset_bytes: 0, at_us: 10 }];
+        r.chunks = vec![crate::audit::ChunkTiming {
+            offset_bytes: 0,
+            at_us: 10,
+        }];
         r
     }
 
@@ -383,7 +420,10 @@ mod tests {
         store.record_request(&other).await.unwrap();
         let ev = AuditEvent::new("grant.created", serde_json::json!({"rule": "r"}));
         store.record_event(&ev).await.unwrap();
-        assert!(matches!(store.record_response(&response(Uuid::now_v7())).await, Err(AuditError::UnknownId)));
+        assert!(matches!(
+            store.record_response(&response(Uuid::now_v7())).await,
+            Err(AuditError::UnknownId)
+        ));
 
         let store = JsonlStore::open(dir.path(), JsonlOptions::default()).unwrap();
         let back = store.get(req.id).await.unwrap().unwrap();
@@ -396,14 +436,25 @@ mod tests {
         let found = store.query(&q).await.unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].request.id, req.id);
-        assert!(store.query(&AuditQuery::new().verdict(crate::audit::Verdict::Deny)).await.unwrap()[0].response.is_none());
+        assert!(
+            store
+                .query(&AuditQuery::new().verdict(crate::audit::Verdict::Deny))
+                .await
+                .unwrap()[0]
+                .response
+                .is_none()
+        );
         assert_eq!(audit_files(dir.path()).len(), 2, "a new file per open");
     }
 
     #[tokio::test]
     async fn rotates_by_size_and_keeps_the_newest_files() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = JsonlOptions { max_bytes: 2_000, max_age: Duration::from_secs(3600), keep_files: 3 };
+        let opts = JsonlOptions {
+            max_bytes: 2_000,
+            max_age: Duration::from_secs(3600),
+            keep_files: 3,
+        };
         let store = JsonlStore::open(dir.path(), opts).unwrap();
         let mut ids = Vec::new();
         for _ in 0..30 {
@@ -415,7 +466,11 @@ mod tests {
         let files = audit_files(dir.path());
         assert_eq!(files.len(), 3);
         for f in &files {
-            assert!(std::fs::metadata(f).unwrap().len() <= 2_000, "{} too big", f.display());
+            assert!(
+                std::fs::metadata(f).unwrap().len() <= 2_000,
+                "{} too big",
+                f.display()
+            );
         }
         // The oldest exchanges went with the deleted files; the newest remain whole.
         let recent = store.recent(100).await.unwrap();
@@ -427,7 +482,11 @@ mod tests {
     #[tokio::test]
     async fn rotates_by_age() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = JsonlOptions { max_bytes: u64::MAX, max_age: Duration::from_millis(1_100), keep_files: 10 };
+        let opts = JsonlOptions {
+            max_bytes: u64::MAX,
+            max_age: Duration::from_millis(1_100),
+            keep_files: 10,
+        };
         let store = JsonlStore::open(dir.path(), opts).unwrap();
         store.record_request(&request()).await.unwrap();
         store.record_request(&request()).await.unwrap();
@@ -459,7 +518,10 @@ mod tests {
         assert!(store.get(a.id).await.unwrap().unwrap().is_complete());
         let b_back = store.get(b.id).await.unwrap().unwrap();
         assert_eq!(b_back.request, b);
-        assert!(b_back.response.is_none(), "the torn response line is not half-read");
+        assert!(
+            b_back.response.is_none(),
+            "the torn response line is not half-read"
+        );
         // New writes go to a new file, not after the torn line.
         let c = request();
         store.record_request(&c).await.unwrap();

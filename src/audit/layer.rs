@@ -389,7 +389,9 @@ impl AuditHandle {
         if let (Some(key), Some(raw)) = (&self.0.raw_key, raw) {
             match key.seal(self.0.id, "response", &raw) {
                 Ok(sealed) => response.raw_body = Some(sealed),
-                Err(e) => tracing::error!(id = %self.0.id, error = %e, "audit: raw response body not kept"),
+                Err(e) => {
+                    tracing::error!(id = %self.0.id, error = %e, "audit: raw response body not kept")
+                }
             }
         }
         let committed = self.is_committed();
@@ -858,7 +860,11 @@ mod tests {
                 Ok::<_, Infallible>(Response::new(Body::from("{}")))
             }));
         let res = svc
-            .oneshot(Request::post("/v1/messages").body(Body::from("{}")).unwrap())
+            .oneshot(
+                Request::post("/v1/messages")
+                    .body(Body::from("{}"))
+                    .unwrap(),
+            )
             .await
             .unwrap();
         let id = res.extensions().get::<AuditHandle>().unwrap().id();

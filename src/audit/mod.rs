@@ -50,12 +50,12 @@
 //! ```
 
 mod encrypt;
+pub mod export;
 mod jsonl;
 mod layer;
-pub mod export;
 mod query;
-pub mod replay;
 mod record;
+pub mod replay;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
@@ -69,7 +69,8 @@ pub use layer::{
 };
 pub use query::{AuditQuery, DEFAULT_QUERY_LIMIT};
 pub use record::{
-    AuditEvent, AuditRecord, ChunkTiming, DecisionRecord, MAX_CHUNK_TIMINGS, Finding, RequestRecord, ResponseRecord, Verdict,
+    AuditEvent, AuditRecord, ChunkTiming, DecisionRecord, Finding, MAX_CHUNK_TIMINGS,
+    RequestRecord, ResponseRecord, Verdict,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;

@@ -187,7 +187,10 @@ mod tests {
 
     #[test]
     fn plan_drops_offsets_past_a_truncated_capture_and_keeps_every_byte() {
-        let p = plan(&rec(b"abcdef", &[(2, 5_000), (4, 6_000), (100, 9_000), (4, 7_000)]));
+        let p = plan(&rec(
+            b"abcdef",
+            &[(2, 5_000), (4, 6_000), (100, 9_000), (4, 7_000)],
+        ));
         let joined: Vec<u8> = p.iter().flat_map(|c| c.bytes.to_vec()).collect();
         assert_eq!(joined, b"abcdef");
         assert_eq!(p.len(), 3);

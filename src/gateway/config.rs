@@ -331,11 +331,15 @@ impl AuditConfig {
             };
             return crate::audit::JsonlStore::open(&j.dir, opts)
                 .map(|s| Arc::new(s) as Arc<dyn AuditStore>)
-                .map_err(|e| ConfigError::Invalid(format!("audit.jsonl {}: {e}", j.dir.display())));
+                .map_err(|e| {
+                    ConfigError::Invalid(format!("audit.jsonl {}: {e}", j.dir.display()))
+                });
         }
         let store = crate::audit::SqliteStore::open(&self.sqlite)
             .await
-            .map_err(|e| ConfigError::Invalid(format!("audit.sqlite {}: {e}", self.sqlite.display())))?;
+            .map_err(|e| {
+                ConfigError::Invalid(format!("audit.sqlite {}: {e}", self.sqlite.display()))
+            })?;
         Ok(Arc::new(store))
     }
 }

@@ -48,7 +48,7 @@ use tower::{Layer, Service};
 
 pub use buffer::{BufferLayer, BufferService, DEFAULT_BODY_READ_TIMEOUT};
 pub use config::{
-    Assembled, AuditConfig, ConfigError, JsonlConfig, GatewayConfig, IdentityConfig, PolicyConfig,
+    Assembled, AuditConfig, ConfigError, GatewayConfig, IdentityConfig, JsonlConfig, PolicyConfig,
     PolicyEngineKind, UpstreamConfig,
 };
 pub use guard::{ForwardGuard, ForwardGuardLayer};

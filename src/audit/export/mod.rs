@@ -31,7 +31,9 @@ pub mod ecs;
 pub mod ocsf;
 mod sink;
 
-pub use sink::{BatchLimits, ExportError, FileSink, HttpSink, RetryPolicy, Sink, StdoutSink, export};
+pub use sink::{
+    BatchLimits, ExportError, FileSink, HttpSink, RetryPolicy, Sink, StdoutSink, export,
+};
 
 use serde_json::Value;
 
@@ -145,7 +147,10 @@ pub(crate) fn error_of(r: &ResponseRecord) -> Option<(String, String)> {
     let e = v.get("error")?;
     Some((
         e.get("type")?.as_str()?.to_owned(),
-        e.get("message").and_then(Value::as_str).unwrap_or("").to_owned(),
+        e.get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
     ))
 }
 

@@ -124,7 +124,8 @@ pub fn api_activity(record: &AuditRecord, options: &ExportOptions) -> Value {
             req.decision.verdict.as_str(),
             req.method,
             path,
-            resp.map(|r| format!(" -> {}", r.status)).unwrap_or_default()
+            resp.map(|r| format!(" -> {}", r.status))
+                .unwrap_or_default()
         )),
     );
 
