@@ -135,3 +135,130 @@ pub async fn collect_limited(body: Body, limit: usize) -> Result<Bytes, CollectE
         Err(e) => Err(CollectError::Stream(e)),
     }
 }
+
+/// Adapts a service on `Request<Body>` to any request body type, and its
+/// response body (any [`http_body::Body`] of [`Bytes`]) to [`Body`].
+///
+/// This is how the skillgate stack meets other frameworks: an axum
+/// `Router`'s routes take `Request<axum::body::Body>` and answer
+/// `Response<axum::body::Body>`; wrapped in `AnyBody`, an
+/// [`Upstream`](crate::upstream::Upstream) can be mounted as an axum route
+/// service, and [`AnyBodyLayer`] puts the whole gateway around axum routes.
+/// Bodies are re-boxed, never buffered: a stream stays a stream.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use skillgate::body::{AnyBody, Body};
+/// use tower::{ServiceExt, service_fn};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// // A service on skillgate's body type...
+/// let svc = service_fn(|_req: http::Request<Body>| async {
+///     Ok::<_, Infallible>(http::Response::new(Body::from("hi")))
+/// });
+/// // ...now takes any body, here a `String`.
+/// let res = AnyBody::new(svc).oneshot(http::Request::new(String::from("x"))).await.unwrap();
+/// assert_eq!(res.status(), 200);
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct AnyBody<S> {
+    inner: S,
+}
+
+impl<S> AnyBody<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        AnyBody { inner }
+    }
+
+    /// The wrapped service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for AnyBody<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    RB: http_body::Body<Data = Bytes> + Send + 'static,
+    RB::Error: Into<BoxError>,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<http::Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let fut = self.inner.call(req.map(into_body));
+        Box::pin(async move { fut.await.map(|res| res.map(into_body)) })
+    }
+}
+
+/// `b` as a [`Body`], without boxing it twice when it already is one.
+fn into_body<B>(b: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let mut slot = Some(b);
+    if let Some(body) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<Body>>()
+        && let Some(body) = body.take()
+    {
+        return body;
+    }
+    match slot {
+        Some(b) => Body::new(b),
+        None => Body::empty(),
+    }
+}
+
+/// Applies a layer built for `Request<Body>` → `Response<Body>` services (such
+/// as [`GatewayLayer`](crate::gateway::GatewayLayer)) to services of any body
+/// type, by wrapping both sides in [`AnyBody`].
+///
+/// `AnyBodyLayer::new(gateway.layer())` is what an axum `Router` takes in
+/// `.layer(…)` or `.route_layer(…)`; [`Gateway::any_body_layer`](crate::gateway::Gateway::any_body_layer)
+/// is the shorthand. See `docs/embedding.md`.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use skillgate::body::{AnyBodyLayer, Body};
+/// use tower::{Layer, ServiceExt, service_fn};
+/// use tower::layer::util::Identity;
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let inner = service_fn(|_req: http::Request<Body>| async {
+///     Ok::<_, Infallible>(http::Response::new(String::from("from a String body")))
+/// });
+/// let svc = AnyBodyLayer::new(Identity::new()).layer(inner);
+/// let res = svc.oneshot(http::Request::new(Body::empty())).await.unwrap();
+/// assert_eq!(res.status(), 200);
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct AnyBodyLayer<L> {
+    inner: L,
+}
+
+impl<L> AnyBodyLayer<L> {
+    /// Wraps `layer`.
+    pub fn new(layer: L) -> Self {
+        AnyBodyLayer { inner: layer }
+    }
+}
+
+impl<L, S> tower::Layer<S> for AnyBodyLayer<L>
+where
+    L: tower::Layer<AnyBody<S>>,
+{
+    type Service = AnyBody<L::Service>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AnyBody::new(self.inner.layer(AnyBody::new(inner)))
+    }
+}

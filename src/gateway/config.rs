@@ -503,6 +503,11 @@ pub enum ConfigError {
 pub struct Assembled {
     /// The whole stack around the upstream.
     pub service: GatewayService,
+    /// The layers alone, to put around services of your own (an axum
+    /// `Router`: [`Gateway::any_body_layer`]); see `docs/embedding.md`.
+    pub gateway: Gateway,
+    /// The configured upstream, the inner service of [`Assembled::service`].
+    pub upstream: Upstream,
     /// The policy in force (when `[policy] file` is set), for reloads.
     pub policy: Option<crate::policy::PolicyHandle>,
     /// The audit store, for queries.
@@ -738,7 +743,9 @@ impl GatewayConfig {
             .build()
             .map_err(|e: BuildError| ConfigError::Invalid(e.to_string()))?;
         Ok(Assembled {
-            service: gateway.service(upstream),
+            service: gateway.service(upstream.clone()),
+            gateway,
+            upstream,
             policy,
             audit: store,
             dev_issuer,

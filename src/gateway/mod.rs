@@ -140,6 +140,29 @@ impl Gateway {
         }
     }
 
+    /// The layers in canonical order, for services of any body type — an
+    /// axum `Router` or route included — through
+    /// [`AnyBodyLayer`](crate::body::AnyBodyLayer): request bodies are turned
+    /// into [`Body`], inner response bodies too; nothing is buffered beyond
+    /// what [`BufferLayer`] reads. See `docs/embedding.md`.
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")] {
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let g = skillgate::gateway::Gateway::builder()
+    ///     .verifier(skillgate::identity::dev::DevIssuer::ephemeral().verifier("skillgate"))
+    ///     .audit_store(skillgate::audit::SqliteStore::in_memory().await.unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// let layer = g.any_body_layer(); // e.g. axum::Router::new().route_layer(layer)
+    /// # let _ = layer;
+    /// # });
+    /// # }
+    /// ```
+    pub fn any_body_layer(&self) -> crate::body::AnyBodyLayer<GatewayLayer> {
+        crate::body::AnyBodyLayer::new(self.layer())
+    }
+
     /// The whole stack around `inner` (usually an [`Upstream`](crate::upstream::Upstream)), boxed.
     pub fn service<S>(&self, inner: S) -> GatewayService
     where

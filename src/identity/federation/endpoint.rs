@@ -262,7 +262,12 @@ impl TokenRequest {
                         Value::String(s) => pairs.push((k, s)),
                         // JSON null is how some clients say "absent".
                         Value::Null => {}
-                        _ => return Err(invalid_request(format!("parameter {k} is not a string"))),
+                        // Only a recognized name is echoed: the caller chooses
+                        // the others (RFC 6749 §3.2 ignores them anyway).
+                        _ if is_known_parameter(&k) => {
+                            return Err(invalid_request(format!("parameter {k} is not a string")));
+                        }
+                        _ => {}
                     }
                 }
                 pairs
@@ -275,19 +280,7 @@ impl TokenRequest {
         let mut req = TokenRequest::default();
         let mut seen = std::collections::HashSet::new();
         for (k, v) in pairs {
-            let known = matches!(
-                k.as_str(),
-                "grant_type"
-                    | "assertion"
-                    | "federation_rule_id"
-                    | "organization_id"
-                    | "service_account_id"
-                    | "workspace_id"
-                    | "client_secret"
-                    | "client_assertion"
-                    | "client_assertion_type"
-            );
-            if !known {
+            if !is_known_parameter(&k) {
                 continue; // RFC 6749 §3.2: unrecognized parameters are ignored.
             }
             if !seen.insert(k.clone()) {
@@ -335,6 +328,22 @@ impl TokenRequest {
         }
         Bytes::from(serde_json::to_vec(&m).unwrap_or_default())
     }
+}
+
+/// The token request parameters this endpoint reads.
+fn is_known_parameter(name: &str) -> bool {
+    matches!(
+        name,
+        "grant_type"
+            | "assertion"
+            | "federation_rule_id"
+            | "organization_id"
+            | "service_account_id"
+            | "workspace_id"
+            | "client_secret"
+            | "client_assertion"
+            | "client_assertion_type"
+    )
 }
 
 /// `sha256:` and the first 16 hex digits of the SHA-256 of `secret`.
@@ -898,6 +907,17 @@ mod tests {
             ),
             InvalidRequest
         );
+        // An unknown parameter is ignored whatever its type, and its
+        // (caller-chosen) name is never echoed.
+        let r = TokenRequest::parse(
+            Some("application/json"),
+            br#"{"assertion":"a.b.c","<script>caller-chosen-name":{"x":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.assertion.as_ref().unwrap().expose_secret(), "a.b.c");
+        let e =
+            TokenRequest::parse(Some("application/json"), br#"{"grant_type":[1]}"#).unwrap_err();
+        assert!(e.to_string().contains("grant_type"), "{e}");
         assert_eq!(bad(Some("text/plain"), "{}"), InvalidRequest);
         assert_eq!(bad(None, "{}"), InvalidRequest);
         let client = TokenRequest::parse(

@@ -73,6 +73,10 @@ pub struct RevocationQuery<'a> {
 /// }
 /// ```
 #[async_trait]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a skillgate `RevocationStore`",
+    note = "implement revoke_token, revoke_principal and is_revoked with #[async_trait]"
+)]
 pub trait RevocationStore: Send + Sync + 'static {
     /// Revokes the token whose `jti` is `token_id`. `expires_at` (the
     /// token's `exp`, seconds) tells when the entry may be pruned.
