@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use skillgate::audit::{
-    AuditError, AuditEvent, AuditRecord, AuditStore, RequestRecord, ResponseRecord,
+    AuditError, AuditEvent, AuditQuery, AuditRecord, AuditStore, RequestRecord, ResponseRecord,
 };
 use uuid::Uuid;
 
@@ -98,6 +98,20 @@ impl<W: Write + Send + 'static> AuditStore for ForwardingStore<W> {
             .lock()
             .map_err(|_| AuditError::Unavailable("poisoned".into()))?;
         Ok(recent.iter().take(limit).cloned().collect())
+    }
+
+    async fn query(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
+        let recent = self
+            .recent
+            .lock()
+            .map_err(|_| AuditError::Unavailable("poisoned".into()))?;
+        // The reference semantics, over what is kept in memory (newest first).
+        Ok(recent
+            .iter()
+            .filter(|r| q.matches(r))
+            .take(q.limit)
+            .cloned()
+            .collect())
     }
 
     async fn record_event(&self, e: &AuditEvent) -> Result<(), AuditError> {

@@ -4,6 +4,8 @@
 //! cargo run --example gateway                      # dev defaults: 127.0.0.1:8080, dev issuer, ./skillgate-audit.db
 //! cargo run --example gateway -- mint-token --sub my-skill --group ci
 //! cargo run --example gateway -- --config skillgate.toml --listen 0.0.0.0:8080
+//! cargo run --example gateway -- audit query --since 24h --verdict deny
+//! cargo run --example gateway -- audit export --format ocsf --sink http:https://siem.example/ingest
 //! ```
 //!
 //! Everything is assembled by the library (`GatewayConfig::assemble`); this
@@ -15,6 +17,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+#[path = "gateway/audit_cli.rs"]
+mod audit_cli;
 use skillgate::gateway::{GatewayConfig, serve, shutdown_signal};
 use skillgate::identity::dev::MintOptions;
 
@@ -74,6 +79,8 @@ enum Command {
         #[arg(long, default_value_t = 900)]
         ttl: u64,
     },
+    /// Read the audit store: query, show, replay, export (docs/audit-query-export.md).
+    Audit(Box<audit_cli::AuditArgs>),
 }
 
 fn config(cli: &Cli) -> Result<GatewayConfig, String> {
@@ -125,6 +132,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             opts.groups = groups;
             println!("{}", dev.mint(&opts).map_err(|e| e.to_string())?);
             Ok(())
+        }
+        Some(Command::Audit(args)) => {
+            let store = cfg.audit.open_store().await.map_err(|e| e.to_string())?;
+            audit_cli::run(args.command, store).await
         }
         None | Some(Command::Serve) => {
             let assembled = cfg.assemble().await.map_err(|e| e.to_string())?;

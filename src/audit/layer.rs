@@ -48,6 +48,7 @@ pub struct AuditLayer {
     instance: Arc<str>,
     max_request_bytes: usize,
     max_capture_bytes: usize,
+    raw_key: Option<Arc<super::BodyKey>>,
 }
 
 impl AuditLayer {
@@ -63,7 +64,17 @@ impl AuditLayer {
             instance: default_instance().into(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_capture_bytes: DEFAULT_MAX_CAPTURE_BYTES,
+            raw_key: None,
         }
+    }
+
+    /// Also keeps the raw bodies — the request as received, the response as
+    /// received from upstream (when a layer supplies it with
+    /// [`AuditHandle::set_raw_response_body`]) — encrypted under `key`
+    /// (AES-256-GCM, [`BodyKey`](super::BodyKey)). Off by default.
+    pub fn raw_body_key(mut self, key: super::BodyKey) -> Self {
+        self.raw_key = Some(Arc::new(key));
+        self
     }
 
     /// Names this gateway instance in every record (default `hostname:pid`).
@@ -136,6 +147,10 @@ struct Draft {
     committed: bool,
     /// Added by [`AuditHandle::add_findings`]; merged into the response record.
     findings: Vec<Finding>,
+    /// The request body as received (kept only with a raw-body key).
+    raw_request: Option<Bytes>,
+    /// The response body as received from upstream (kept only with a raw-body key).
+    raw_response: Option<Bytes>,
 }
 
 struct HandleInner {
@@ -146,6 +161,7 @@ struct HandleInner {
     path: String,
     instance: Arc<str>,
     store: Arc<dyn AuditStore>,
+    raw_key: Option<Arc<super::BodyKey>>,
     draft: Mutex<Draft>,
 }
 
@@ -226,6 +242,31 @@ impl AuditHandle {
         if !d.body_replaced {
             d.body = body.clone();
         }
+        if self.0.raw_key.is_some() {
+            d.raw_request = Some(body.clone());
+        }
+    }
+
+    /// Supplies the response body as received from upstream, before any
+    /// change (redaction calls this with what it read). Kept, encrypted,
+    /// only when the audit layer has a raw-body key
+    /// ([`AuditLayer::raw_body_key`]); otherwise dropped. Call it before the
+    /// response body ends.
+    ///
+    /// ```
+    /// # fn f(handle: &skillgate::audit::AuditHandle) {
+    /// handle.set_raw_response_body(bytes::Bytes::from_static(b"{\"content\":[]}"));
+    /// # }
+    /// ```
+    pub fn set_raw_response_body(&self, body: Bytes) {
+        if self.0.raw_key.is_some() {
+            self.draft().raw_response = Some(body);
+        }
+    }
+
+    /// Whether raw bodies are kept (the audit layer has a raw-body key).
+    pub fn keeps_raw_bodies(&self) -> bool {
+        self.0.raw_key.is_some()
     }
 
     /// Adds redaction findings (entity type, count, path — never the value)
@@ -298,6 +339,7 @@ impl AuditHandle {
             stream,
             decision: d.decision.clone().unwrap_or(fallback),
             body: d.body.clone(),
+            raw_body: None,
         }
     }
 
@@ -324,7 +366,14 @@ impl AuditHandle {
                 d.decision = Some(DecisionRecord::allow());
             }
         }
-        let record = self.request_record(DecisionRecord::allow());
+        let mut record = self.request_record(DecisionRecord::allow());
+        if let Some(key) = &self.0.raw_key {
+            let raw = self.draft().raw_request.take();
+            if let Some(raw) = raw {
+                // Fail closed: a raw body that cannot be sealed refuses the request.
+                record.raw_body = Some(key.seal(self.0.id, "request", &raw)?);
+            }
+        }
         self.0.store.record_request(&record).await?;
         self.draft().committed = true;
         Ok(())
@@ -336,6 +385,15 @@ impl AuditHandle {
         response.latency_us = micros(self.0.started);
         let findings = std::mem::take(&mut self.draft().findings);
         response.findings.extend(findings);
+        let raw = self.draft().raw_response.take();
+        if let (Some(key), Some(raw)) = (&self.0.raw_key, raw) {
+            match key.seal(self.0.id, "response", &raw) {
+                Ok(sealed) => response.raw_body = Some(sealed),
+                Err(e) => {
+                    tracing::error!(id = %self.0.id, error = %e, "audit: raw response body not kept")
+                }
+            }
+        }
         let committed = self.is_committed();
         if !committed {
             let why = if response.status == 499 {
@@ -403,6 +461,7 @@ where
                 path,
                 instance: layer.instance.clone(),
                 store: layer.store.clone(),
+                raw_key: layer.raw_key.clone(),
                 draft: Mutex::new(Draft::default()),
             }));
             // The request line first: every later layer, and every policy
@@ -507,6 +566,7 @@ fn wrap_response(handle: AuditHandle, res: Response<Body>, cap: usize) -> Respon
             captured: BytesMut::new(),
             cap,
             is_sse,
+            delivered: 0,
         }),
     };
     Response::from_parts(parts, Body::new(tee))
@@ -518,6 +578,8 @@ struct TeeState {
     captured: BytesMut,
     cap: usize,
     is_sse: bool,
+    /// Body bytes handed on so far (whether captured or not).
+    delivered: u64,
 }
 
 impl TeeState {
@@ -537,6 +599,8 @@ impl TeeState {
             // An inner layer said what to keep instead (the real body holds a credential).
             record.body = replacement;
             record.body_truncated = false;
+            // The stand-in is not what was delivered: no timing to replay.
+            record.chunks.clear();
             return spawn_finish(handle, record);
         }
         if is_sse {
@@ -622,6 +686,13 @@ impl http_body::Body for AuditBody {
                         st.record.body_truncated = true;
                     }
                     st.captured.extend_from_slice(&data[..data.len().min(room)]);
+                    if !data.is_empty() && st.record.chunks.len() < super::MAX_CHUNK_TIMINGS {
+                        st.record.chunks.push(super::ChunkTiming {
+                            offset_bytes: st.delivered,
+                            at_us: micros(st.handle.0.started),
+                        });
+                    }
+                    st.delivered = st.delivered.saturating_add(data.len() as u64);
                 }
             }
             Poll::Ready(Some(Err(_))) => {
@@ -721,5 +792,85 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].exchange_id, Some(id));
         assert_eq!(events[0].instance.split(':').next(), Some("gw-test"));
+    }
+
+    #[tokio::test]
+    async fn raw_bodies_are_sealed_with_the_key_and_open_only_with_it() {
+        let store = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let key = crate::audit::BodyKey::from_bytes([5u8; 32]);
+        let svc = ServiceBuilder::new()
+            .layer(AuditLayer::from_arc(store.clone()).raw_body_key(key.clone()))
+            .layer(BufferLayer::new(1 << 20))
+            .service(service_fn(|req: Request<Body>| async move {
+                let handle = req.extensions().get::<AuditHandle>().unwrap().clone();
+                assert!(handle.keeps_raw_bodies());
+                // What redaction would do: record a masked request and response.
+                handle.set_request_body_for_record(Bytes::from_static(b"{\"masked\":true}"));
+                handle
+                    .commit(req.extensions().get::<RequestBody>().unwrap())
+                    .await
+                    .unwrap();
+                handle.set_raw_response_body(Bytes::from_static(b"{\"ssn\":\"078-05-1120\"}"));
+                Ok::<_, Infallible>(Response::new(Body::from("{\"ssn\":\"[US_SSN]\"}")))
+            }));
+        let res = svc
+            .oneshot(
+                Request::post("/v1/messages")
+                    .body(Body::from("{\"card\":\"4111111111111111\"}"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let id = res.extensions().get::<AuditHandle>().unwrap().id();
+        let _ = http_body_util::BodyExt::collect(res.into_body()).await;
+        let rec = wait_for_response(&store, id).await;
+        assert_eq!(&rec.request.body[..], b"{\"masked\":true}");
+        let raw_req = rec.request.raw_body.as_ref().unwrap();
+        assert_eq!(raw_req.key_id, key.id());
+        assert!(!raw_req.ciphertext.contains("4111"));
+        assert_eq!(
+            &key.open(id, "request", raw_req).unwrap()[..],
+            b"{\"card\":\"4111111111111111\"}"
+        );
+        let resp = rec.response.unwrap();
+        assert_eq!(&resp.body[..], b"{\"ssn\":\"[US_SSN]\"}");
+        let raw_resp = resp.raw_body.as_ref().unwrap();
+        assert_eq!(
+            &key.open(id, "response", raw_resp).unwrap()[..],
+            b"{\"ssn\":\"078-05-1120\"}"
+        );
+        let wrong = crate::audit::BodyKey::from_bytes([6u8; 32]);
+        assert!(wrong.open(id, "response", raw_resp).is_err());
+    }
+
+    #[tokio::test]
+    async fn without_a_key_no_raw_body_is_kept() {
+        let store = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let svc = ServiceBuilder::new()
+            .layer(AuditLayer::from_arc(store.clone()))
+            .layer(BufferLayer::new(1 << 20))
+            .service(service_fn(|req: Request<Body>| async move {
+                let handle = req.extensions().get::<AuditHandle>().unwrap().clone();
+                assert!(!handle.keeps_raw_bodies());
+                handle
+                    .commit(req.extensions().get::<RequestBody>().unwrap())
+                    .await
+                    .unwrap();
+                handle.set_raw_response_body(Bytes::from_static(b"raw"));
+                Ok::<_, Infallible>(Response::new(Body::from("{}")))
+            }));
+        let res = svc
+            .oneshot(
+                Request::post("/v1/messages")
+                    .body(Body::from("{}"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let id = res.extensions().get::<AuditHandle>().unwrap().id();
+        let _ = http_body_util::BodyExt::collect(res.into_body()).await;
+        let rec = wait_for_response(&store, id).await;
+        assert!(rec.request.raw_body.is_none());
+        assert!(rec.response.unwrap().raw_body.is_none());
     }
 }

@@ -49,21 +49,30 @@
 //! # }
 //! ```
 
+mod encrypt;
+pub mod export;
+mod jsonl;
 mod layer;
 mod query;
 mod record;
+pub mod replay;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
+mod time_arg;
 
+pub use encrypt::{BodyKey, EncryptedBody};
+pub use jsonl::{JsonlOptions, JsonlStore};
 pub use layer::{
     AuditBody, AuditHandle, AuditLayer, AuditService, DEFAULT_MAX_CAPTURE_BYTES,
     DEFAULT_MAX_REQUEST_BYTES, REFUSED_BODY_RECORD_BYTES,
 };
 pub use query::{AuditQuery, DEFAULT_QUERY_LIMIT};
 pub use record::{
-    AuditEvent, AuditRecord, DecisionRecord, Finding, RequestRecord, ResponseRecord, Verdict,
+    AuditEvent, AuditRecord, ChunkTiming, DecisionRecord, Finding, MAX_CHUNK_TIMINGS,
+    RequestRecord, ResponseRecord, Verdict,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{AuditError, AuditStore};
+pub use time_arg::parse_time;

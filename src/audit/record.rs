@@ -109,6 +109,10 @@ pub struct RequestRecord {
     /// The request body as forwarded (or as received, when refused).
     #[serde(with = "bytes_as_text")]
     pub body: Bytes,
+    /// The request body as received from the caller, encrypted, when the
+    /// audit layer has a raw-body key ([`AuditLayer::raw_body_key`](crate::audit::AuditLayer::raw_body_key)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_body: Option<super::EncryptedBody>,
 }
 
 impl RequestRecord {
@@ -125,6 +129,7 @@ impl RequestRecord {
             stream: false,
             decision,
             body: Bytes::new(),
+            raw_body: None,
         }
     }
 }
@@ -166,6 +171,37 @@ pub struct ResponseRecord {
     /// redaction layer ran.
     #[serde(default)]
     pub findings: Vec<Finding>,
+    /// When each chunk of the response body went to the client, for
+    /// [`replay`](crate::audit::replay) with the original timing. At most
+    /// [`MAX_CHUNK_TIMINGS`] entries (later chunks are not timed). Empty
+    /// for records written before timing was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<ChunkTiming>,
+    /// The response as received from upstream (before redaction), encrypted,
+    /// when the audit layer has a raw-body key and a layer supplied it
+    /// ([`AuditHandle::set_raw_response_body`](crate::audit::AuditHandle::set_raw_response_body)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_body: Option<super::EncryptedBody>,
+}
+
+/// Most [`ChunkTiming`] entries a [`ResponseRecord`] keeps (4096; a long
+/// stream's later chunks are replayed together at the end).
+pub const MAX_CHUNK_TIMINGS: usize = 4096;
+
+/// When one chunk (one body frame) of a response was handed to the client.
+///
+/// ```
+/// use skillgate::audit::ChunkTiming;
+/// let c = ChunkTiming { offset_bytes: 0, at_us: 1_250 };
+/// assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"offset_bytes":0,"at_us":1250}"#);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkTiming {
+    /// Where the chunk starts in the body as delivered, in bytes.
+    pub offset_bytes: u64,
+    /// When it was handed on, in µs since the request was received (same
+    /// origin as [`ResponseRecord::ttfb_us`]).
+    pub at_us: u64,
 }
 
 impl ResponseRecord {
@@ -184,6 +220,8 @@ impl ResponseRecord {
             ttfb_us: 0,
             latency_us: 0,
             findings: Vec::new(),
+            chunks: Vec::new(),
+            raw_body: None,
         }
     }
 }

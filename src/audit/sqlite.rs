@@ -39,7 +39,7 @@
 //!
 //! Indexes: `(principal_issuer, principal_subject, received_at_us)`,
 //! `(received_at_us)`, `(verdict)`, `(model)`. The schema version is kept in
-//! `PRAGMA user_version` (currently `1`).
+//! `PRAGMA user_version` (currently `3`).
 //!
 //! Timestamps are stored with microsecond precision: sub-microsecond digits of
 //! a record's timestamps are dropped.
@@ -64,10 +64,16 @@ use super::{
 use crate::identity::Principal;
 
 /// Current schema version, stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1 → 2: redaction findings on the response.
 const MIGRATE_1_TO_2: &str = "ALTER TABLE audit_exchange ADD COLUMN findings_json TEXT;";
+
+/// Version 2 → 3: per-chunk delivery timing of the response (for replay)
+/// and the encrypted raw bodies.
+const MIGRATE_2_TO_3: &str = "ALTER TABLE audit_exchange ADD COLUMN chunks_json TEXT;
+ALTER TABLE audit_exchange ADD COLUMN request_raw_json TEXT;
+ALTER TABLE audit_exchange ADD COLUMN response_raw_json TEXT;";
 
 /// How long a connection waits for another writer's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -106,7 +112,10 @@ CREATE TABLE IF NOT EXISTS audit_exchange (
     complete                INTEGER,
     ttfb_us                 INTEGER,
     latency_us              INTEGER,
-    findings_json           TEXT
+    findings_json           TEXT,
+    chunks_json             TEXT,
+    request_raw_json        TEXT,
+    response_raw_json       TEXT
 );
 CREATE TABLE IF NOT EXISTS audit_event (
     id          TEXT PRIMARY KEY NOT NULL,
@@ -132,14 +141,15 @@ INSERT INTO audit_exchange (
     id, received_at, received_at_us, instance,
     principal_issuer, principal_subject, principal_groups, principal_json,
     method, path, model, stream,
-    verdict, decision_reason, decision_rules, request_body
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    verdict, decision_reason, decision_rules, request_body, request_raw_json
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 const UPDATE_RESPONSE: &str = "
 UPDATE audit_exchange SET
     completed_at = ?, status = ?, upstream_request_id = ?,
     response_body = ?, response_body_truncated = ?, response_text = ?,
-    usage_json = ?, complete = ?, ttfb_us = ?, latency_us = ?, findings_json = ?
+    usage_json = ?, complete = ?, ttfb_us = ?, latency_us = ?, findings_json = ?,
+    chunks_json = ?, response_raw_json = ?
 WHERE id = ?";
 
 const INSERT_EVENT: &str = "
@@ -151,7 +161,7 @@ SELECT id, received_at, instance, principal_json, method, path, model, stream,
        verdict, decision_reason, decision_rules, request_body,
        completed_at, status, upstream_request_id, response_body,
        response_body_truncated, response_text, usage_json, complete, ttfb_us, latency_us,
-       findings_json
+       findings_json, chunks_json, request_raw_json, response_raw_json
 FROM audit_exchange";
 
 /// The embedded default [`AuditStore`]: one SQLite database file, shared by
@@ -316,6 +326,12 @@ async fn apply_schema(conn: &mut sqlx::SqliteConnection) -> Result<(), AuditErro
             .await
             .map_err(|e| unavailable("migrate schema 1 to 2", &e))?;
     }
+    if version == 1 || version == 2 {
+        sqlx::raw_sql(MIGRATE_2_TO_3)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| unavailable("migrate schema 2 to 3", &e))?;
+    }
     sqlx::raw_sql(SCHEMA)
         .execute(&mut *tx)
         .await
@@ -424,6 +440,13 @@ fn decode_row(row: &SqliteRow) -> Result<AuditRecord, AuditError> {
             rules,
         },
         body: Bytes::from(get::<Vec<u8>>(row, "request_body")?),
+        raw_body: match get::<Option<String>>(row, "request_raw_json")? {
+            Some(json) => Some(
+                serde_json::from_str(&json)
+                    .map_err(|_| corrupt("request_raw_json", "not an encrypted body"))?,
+            ),
+            None => None,
+        },
     };
 
     let response = match get::<Option<String>>(row, "completed_at")? {
@@ -459,6 +482,18 @@ fn decode_row(row: &SqliteRow) -> Result<AuditRecord, AuditError> {
                     Some(json) => serde_json::from_str(&json)
                         .map_err(|_| corrupt("findings_json", "not a JSON array of findings"))?,
                     None => Vec::new(),
+                },
+                chunks: match get::<Option<String>>(row, "chunks_json")? {
+                    Some(json) => serde_json::from_str(&json)
+                        .map_err(|_| corrupt("chunks_json", "not a JSON array of chunk timings"))?,
+                    None => Vec::new(),
+                },
+                raw_body: match get::<Option<String>>(row, "response_raw_json")? {
+                    Some(json) => Some(
+                        serde_json::from_str(&json)
+                            .map_err(|_| corrupt("response_raw_json", "not an encrypted body"))?,
+                    ),
+                    None => None,
                 },
             })
         }
@@ -498,6 +533,10 @@ impl AuditStore for SqliteStore {
             .bind(record.decision.reason.as_deref())
             .bind(rules)
             .bind(&record.body[..])
+            .bind(match &record.raw_body {
+                Some(b) => Some(to_json("raw request body", b)?),
+                None => None,
+            })
             .execute(&self.pool)
             .await
             .map_err(|e| unavailable("record request", &e))?;
@@ -522,6 +561,11 @@ impl AuditStore for SqliteStore {
             .bind(saturating_i64(record.ttfb_us))
             .bind(saturating_i64(record.latency_us))
             .bind(to_json("findings", &record.findings)?)
+            .bind(to_json("chunks", &record.chunks)?)
+            .bind(match &record.raw_body {
+                Some(b) => Some(to_json("raw response body", b)?),
+                None => None,
+            })
             .bind(record.id.hyphenated().to_string())
             .execute(&self.pool)
             .await
@@ -713,6 +757,12 @@ mod tests {
                 rules: vec!["r1".into(), "weekend-block".into()],
             },
             body: Bytes::from_static(&[0xff, 0xfe, 0x00, 0x80, b'{', 0xc3, 0x28]),
+            raw_body: Some(crate::audit::EncryptedBody {
+                alg: "A256GCM".into(),
+                key_id: "0011223344556677".into(),
+                nonce: "AAAAAAAAAAAAAAAA".into(),
+                ciphertext: "c2VhbGVk".into(),
+            }),
         }
     }
 
@@ -735,6 +785,22 @@ mod tests {
                 crate::audit::Finding::new("CREDIT_CARD", 2, "response/content/0/text"),
                 crate::audit::Finding::new("US_SSN", 1, "response/content/1/input/ssn"),
             ],
+            chunks: vec![
+                crate::audit::ChunkTiming {
+                    offset_bytes: 0,
+                    at_us: 12_400,
+                },
+                crate::audit::ChunkTiming {
+                    offset_bytes: 40,
+                    at_us: 250_000,
+                },
+            ],
+            raw_body: Some(crate::audit::EncryptedBody {
+                alg: "A256GCM".into(),
+                key_id: "0011223344556677".into(),
+                nonce: "BBBBBBBBBBBBBBBB".into(),
+                ciphertext: "cmF3".into(),
+            }),
         }
     }
 
@@ -921,13 +987,21 @@ mod tests {
     async fn version_1_database_is_migrated_and_keeps_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.db");
-        let old = full_request();
+        // Versions before 3 had no raw bodies.
+        let old = RequestRecord {
+            raw_body: None,
+            ..full_request()
+        };
         {
-            // A database as version 1 wrote it: no findings column, no events table.
+            // A database as version 1 wrote it: no findings or chunks column, no events table.
             let store = SqliteStore::open(&path).await.unwrap();
             store.record_request(&old).await.unwrap();
             sqlx::raw_sql(
-                "ALTER TABLE audit_exchange DROP COLUMN findings_json; DROP TABLE audit_event; PRAGMA user_version = 1",
+                "ALTER TABLE audit_exchange DROP COLUMN findings_json; \
+                 ALTER TABLE audit_exchange DROP COLUMN chunks_json; \
+                 ALTER TABLE audit_exchange DROP COLUMN request_raw_json; \
+                 ALTER TABLE audit_exchange DROP COLUMN response_raw_json; \
+                 DROP TABLE audit_event; PRAGMA user_version = 1",
             )
             .execute(&store.pool)
             .await
@@ -950,6 +1024,42 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.recent_events(10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn version_2_database_is_migrated_and_keeps_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        // Versions before 3 had no raw bodies.
+        let old = RequestRecord {
+            raw_body: None,
+            ..full_request()
+        };
+        {
+            // A database as version 2 wrote it: no chunks column.
+            let store = SqliteStore::open(&path).await.unwrap();
+            store.record_request(&old).await.unwrap();
+            sqlx::raw_sql(
+                "ALTER TABLE audit_exchange DROP COLUMN chunks_json; \
+                 ALTER TABLE audit_exchange DROP COLUMN request_raw_json; \
+                 ALTER TABLE audit_exchange DROP COLUMN response_raw_json; PRAGMA user_version = 2",
+            )
+            .execute(&store.pool)
+            .await
+            .unwrap();
+            store.pool.close().await;
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(store.get(old.id).await.unwrap().unwrap().request, old);
+        let response = full_response(old.id);
+        store.record_response(&response).await.unwrap();
+        let back = store.get(old.id).await.unwrap().unwrap();
+        assert_eq!(back.response.unwrap().chunks, response.chunks);
     }
 
     #[tokio::test]

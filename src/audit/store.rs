@@ -37,7 +37,7 @@ pub enum AuditError {
 /// ```
 /// use std::sync::Mutex;
 /// use async_trait::async_trait;
-/// use skillgate::audit::{AuditError, AuditEvent, AuditRecord, AuditStore, RequestRecord, ResponseRecord};
+/// use skillgate::audit::{AuditError, AuditEvent, AuditQuery, AuditRecord, AuditStore, RequestRecord, ResponseRecord};
 ///
 /// #[derive(Default)]
 /// struct InMemory(Mutex<Vec<AuditRecord>>, Mutex<Vec<AuditEvent>>);

@@ -278,6 +278,73 @@ pub struct AuditConfig {
     pub max_request_bytes: usize,
     /// Largest response body kept per record, in bytes (default 8 MiB).
     pub max_capture_bytes: usize,
+    /// `[audit.jsonl]`: when set, records go to rotated JSON-lines files in
+    /// this folder instead of the SQLite database (`audit::JsonlStore`).
+    pub jsonl: Option<JsonlConfig>,
+    /// A file holding a 32-byte AES-256-GCM key (raw, 64 hex digits or
+    /// base64): when set, raw bodies (request as received, response as
+    /// received from upstream) are kept too, encrypted (`audit::BodyKey`).
+    pub raw_body_key_file: Option<PathBuf>,
+}
+
+/// `[audit.jsonl]`: the JSON-lines file store (`docs/audit-query-export.md`).
+///
+/// ```
+/// let c: skillgate::gateway::JsonlConfig = toml::from_str(r#"dir = "/var/log/skillgate/audit""#).unwrap();
+/// assert_eq!(c.keep_files, 30);
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonlConfig {
+    /// Folder of the `audit-*.jsonl` files.
+    pub dir: PathBuf,
+    /// Start a new file past this many bytes (default 64 MiB).
+    #[serde(default = "jsonl_max_bytes")]
+    pub max_bytes: u64,
+    /// Start a new file when the current one is this many seconds old (default 86400).
+    #[serde(default = "jsonl_max_age_secs")]
+    pub max_age_secs: u64,
+    /// Files kept (default 30).
+    #[serde(default = "jsonl_keep_files")]
+    pub keep_files: usize,
+}
+
+fn jsonl_max_bytes() -> u64 {
+    crate::audit::JsonlOptions::default().max_bytes
+}
+fn jsonl_max_age_secs() -> u64 {
+    crate::audit::JsonlOptions::default().max_age.as_secs()
+}
+fn jsonl_keep_files() -> usize {
+    crate::audit::JsonlOptions::default().keep_files
+}
+
+impl AuditConfig {
+    /// Opens the configured store: `[audit.jsonl]` when set, else the SQLite file.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the store and why it cannot be opened.
+    #[cfg(feature = "sqlite")]
+    pub async fn open_store(&self) -> Result<Arc<dyn AuditStore>, ConfigError> {
+        if let Some(j) = &self.jsonl {
+            let opts = crate::audit::JsonlOptions {
+                max_bytes: j.max_bytes,
+                max_age: std::time::Duration::from_secs(j.max_age_secs),
+                keep_files: j.keep_files,
+            };
+            return crate::audit::JsonlStore::open(&j.dir, opts)
+                .map(|s| Arc::new(s) as Arc<dyn AuditStore>)
+                .map_err(|e| {
+                    ConfigError::Invalid(format!("audit.jsonl {}: {e}", j.dir.display()))
+                });
+        }
+        let store = crate::audit::SqliteStore::open(&self.sqlite)
+            .await
+            .map_err(|e| {
+                ConfigError::Invalid(format!("audit.sqlite {}: {e}", self.sqlite.display()))
+            })?;
+        Ok(Arc::new(store))
+    }
 }
 
 impl Default for AuditConfig {
@@ -287,6 +354,8 @@ impl Default for AuditConfig {
             instance: None,
             max_request_bytes: crate::audit::DEFAULT_MAX_REQUEST_BYTES,
             max_capture_bytes: crate::audit::DEFAULT_MAX_CAPTURE_BYTES,
+            jsonl: None,
+            raw_body_key_file: None,
         }
     }
 }
@@ -619,12 +688,8 @@ impl GatewayConfig {
     /// [`ConfigError`] naming the section at fault.
     #[cfg(feature = "sqlite")]
     pub async fn assemble(&self) -> Result<Assembled, ConfigError> {
-        let store = crate::audit::SqliteStore::open(&self.audit.sqlite)
-            .await
-            .map_err(|e| {
-                ConfigError::Invalid(format!("audit.sqlite {}: {e}", self.audit.sqlite.display()))
-            })?;
-        self.assemble_with_store(Arc::new(store)).await
+        let store = self.audit.open_store().await?;
+        self.assemble_with_store(store).await
     }
 
     /// Builds the whole stack with an audit store of the caller's choosing.
@@ -657,6 +722,12 @@ impl GatewayConfig {
             .max_capture_bytes(self.audit.max_capture_bytes);
         if let Some(i) = &self.audit.instance {
             b = b.instance(i.clone());
+        }
+        if let Some(f) = &self.audit.raw_body_key_file {
+            let key = crate::audit::BodyKey::from_file(f).map_err(|e| {
+                ConfigError::Invalid(format!("audit.raw_body_key_file {}: {e}", f.display()))
+            })?;
+            b = b.raw_body_key(key);
         }
         if let Some(u) = &self.public_url {
             b = b.public_url(u.clone());

@@ -48,7 +48,7 @@ use tower::{Layer, Service};
 
 pub use buffer::{BufferLayer, BufferService, DEFAULT_BODY_READ_TIMEOUT};
 pub use config::{
-    Assembled, AuditConfig, ConfigError, GatewayConfig, IdentityConfig, PolicyConfig,
+    Assembled, AuditConfig, ConfigError, GatewayConfig, IdentityConfig, JsonlConfig, PolicyConfig,
     PolicyEngineKind, UpstreamConfig,
 };
 pub use guard::{ForwardGuard, ForwardGuardLayer};
@@ -112,6 +112,7 @@ pub struct GatewayBuilder {
     budget: Option<BudgetLayer>,
     approvals: Option<Approvals>,
     webhook_callbacks: Option<crate::approval::webhook::WebhookCallbacks>,
+    raw_body_key: Option<crate::audit::BodyKey>,
 }
 
 /// What is missing from a [`GatewayBuilder`].
@@ -241,6 +242,12 @@ impl GatewayBuilder {
         self.max_capture_bytes = Some(n);
         self
     }
+    /// Also keep raw bodies in audit records, encrypted under `key`
+    /// ([`AuditLayer::raw_body_key`]).
+    pub fn raw_body_key(mut self, key: crate::audit::BodyKey) -> Self {
+        self.raw_body_key = Some(key);
+        self
+    }
     /// Serves the workload-identity token endpoint (`POST /v1/oauth/token`)
     /// between audit and identity (default: none). Add the matching
     /// [`GatewayTokenVerifier`](crate::identity::federation::GatewayTokenVerifier)
@@ -321,6 +328,9 @@ impl GatewayBuilder {
                 None => api,
             }
         });
+        if let Some(k) = self.raw_body_key {
+            audit = audit.raw_body_key(k);
+        }
         Ok(Gateway {
             approval,
             approval_api,
