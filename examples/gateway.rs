@@ -15,6 +15,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+#[path = "gateway_cli/audit_chain.rs"]
+mod audit_chain;
 use skillgate::gateway::{GatewayConfig, serve, shutdown_signal};
 use skillgate::identity::dev::MintOptions;
 
@@ -74,6 +77,17 @@ enum Command {
         #[arg(long, default_value_t = 900)]
         ttl: u64,
     },
+    /// Audit trail tools (docs/audit.md).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    #[command(flatten)]
+    Chain(audit_chain::ChainCommand),
 }
 
 fn config(cli: &Cli) -> Result<GatewayConfig, String> {
@@ -126,6 +140,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{}", dev.mint(&opts).map_err(|e| e.to_string())?);
             Ok(())
         }
+        Some(Command::Audit {
+            command: AuditCommand::Chain(c),
+        }) => audit_chain::run(c, &cfg).await,
         None | Some(Command::Serve) => {
             let assembled = cfg.assemble().await.map_err(|e| e.to_string())?;
             let listener = tokio::net::TcpListener::bind(cfg.listen)

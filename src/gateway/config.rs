@@ -275,6 +275,45 @@ pub struct AuditConfig {
     pub max_request_bytes: usize,
     /// Largest response body kept per record, in bytes (default 8 MiB).
     pub max_capture_bytes: usize,
+    /// `sqlite` (default) or `postgres` (crate feature `postgres`).
+    pub store: AuditStoreKind,
+    /// PostgreSQL URL for `store = "postgres"`.
+    pub url: Option<String>,
+    /// Environment variable holding the PostgreSQL URL (instead of `url`).
+    pub url_env: Option<String>,
+    /// Most records per PostgreSQL transaction (default 1024).
+    pub batch_max: usize,
+    /// Records waiting for the PostgreSQL writer, at most (default 16384).
+    pub queue_capacity: usize,
+    /// How long a record may wait for an unreachable PostgreSQL before the
+    /// gateway refuses requests with 503, in milliseconds (default 5000).
+    pub buffer_ms: u64,
+    /// PKCS#8 PEM Ed25519 private key that signs chain checkpoints.
+    pub signing_key_file: Option<PathBuf>,
+    /// Checkpoint after this many chain entries (default 1000).
+    pub checkpoint_every: u64,
+    /// … or after this many seconds with unsigned entries (default 60).
+    pub checkpoint_interval_secs: u64,
+    /// Delete exchanges and events older than this many days (default: keep all).
+    pub retention_days: Option<u64>,
+    /// How often the retention purge runs, in seconds (default 3600).
+    pub purge_interval_secs: u64,
+}
+
+/// Which audit store `[audit] store` names.
+///
+/// ```
+/// use skillgate::gateway::AuditStoreKind;
+/// assert_eq!(AuditStoreKind::default(), AuditStoreKind::Sqlite);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditStoreKind {
+    /// The embedded SQLite file (`sqlite`).
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database shared by all instances (`url`).
+    Postgres,
 }
 
 impl Default for AuditConfig {
@@ -284,6 +323,17 @@ impl Default for AuditConfig {
             instance: None,
             max_request_bytes: crate::audit::DEFAULT_MAX_REQUEST_BYTES,
             max_capture_bytes: crate::audit::DEFAULT_MAX_CAPTURE_BYTES,
+            store: AuditStoreKind::Sqlite,
+            url: None,
+            url_env: None,
+            batch_max: 1024,
+            queue_capacity: 16_384,
+            buffer_ms: 5000,
+            signing_key_file: None,
+            checkpoint_every: 1000,
+            checkpoint_interval_secs: 60,
+            retention_days: None,
+            purge_interval_secs: 3600,
         }
     }
 }
@@ -609,12 +659,8 @@ impl GatewayConfig {
     /// [`ConfigError`] naming the section at fault.
     #[cfg(feature = "sqlite")]
     pub async fn assemble(&self) -> Result<Assembled, ConfigError> {
-        let store = crate::audit::SqliteStore::open(&self.audit.sqlite)
-            .await
-            .map_err(|e| {
-                ConfigError::Invalid(format!("audit.sqlite {}: {e}", self.audit.sqlite.display()))
-            })?;
-        self.assemble_with_store(Arc::new(store)).await
+        let store = self.audit.open_store().await?;
+        self.assemble_with_store(store).await
     }
 
     /// Builds the whole stack with an audit store of the caller's choosing.
