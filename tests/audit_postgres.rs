@@ -481,7 +481,7 @@ async fn two_gateways_record_into_one_database_and_both_chains_verify() {
         }
     }
     // Either gateway sees all six exchanges, from both instances.
-    let recs = gw_a.records(6).await;
+    let recs = wait_complete(gw_a.audit.as_ref(), 6).await;
     assert_eq!(recs.len(), 6);
     for inst in ["gw-a", "gw-b"] {
         let q = AuditQuery::new().instance(inst).status(200);
@@ -509,6 +509,18 @@ async fn two_gateways_record_into_one_database_and_both_chains_verify() {
             .iter()
             .all(|s| s.entries >= 6 && s.valid_checkpoints >= 1)
     );
+}
+
+/// Waits until `n` exchanges have their final (complete) response record.
+async fn wait_complete(store: &dyn AuditStore, n: usize) -> Vec<AuditRecord> {
+    for _ in 0..400 {
+        let recs = store.recent(100).await.expect("recent");
+        if recs.len() >= n && recs.iter().all(|r| r.is_complete()) {
+            return recs;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("responses were not recorded complete");
 }
 
 fn write_signing_key(path: &std::path::Path) {
@@ -546,8 +558,8 @@ async fn store_outage_refuses_requests_with_503_and_recovers() {
     let res = post(&client, &gw, &token, "claude-sonnet-4-5").await;
     assert_eq!(res.status(), 200);
     res.bytes().await.unwrap();
-    // Let the response record land before the cut.
-    gw.records(1).await;
+    // Let the final response record land before the cut.
+    wait_complete(gw.audit.as_ref(), 1).await;
     let forwarded_before = upstream.received().len();
 
     proxy.cut();
@@ -582,9 +594,9 @@ async fn store_outage_refuses_requests_with_503_and_recovers() {
         "the gateway accepts requests again once PostgreSQL answers"
     );
     assert_eq!(upstream.received().len(), forwarded_before + 1);
-    // The recovered exchange is recorded in full.
-    let recs = gw.records(2).await;
-    assert!(recs[0].is_complete());
+    // The recovered exchange is recorded in full (its provisional response
+    // row is replaced by the final one).
+    wait_complete(gw.audit.as_ref(), 2).await;
 }
 
 /// The example binary; built here if `cargo test` did not build examples.
@@ -735,4 +747,55 @@ async fn sigkill_mid_stream_leaves_the_request_and_an_incomplete_response() {
         .unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(report.records_verified, 2);
+
+    // The same through the command line: clean, then after an edit.
+    let public = dir.path().join("audit-signing.pub.pem");
+    write_public_key(&key_file, &public);
+    let public = public.to_str().unwrap().to_owned();
+    let verify_cli = || run(&["audit", "verify", "--public-key", &public]).output();
+    let out = verify_cli().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("2 records verified"), "{stdout}");
+    schema
+        .exec("UPDATE audit_exchange SET response = replace(response::text, '\"status\":200', '\"status\":500')::json, status = 500")
+        .await;
+    let out = verify_cli().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("modified: response {}", rec.request.id)),
+        "{stdout}"
+    );
+
+    // Retention from the command line: everything is older than 0 s; the
+    // chain stays verifiable afterwards (the edited record is gone too).
+    let out = run(&["audit", "purge", "--older-than", "0s"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("purged 1 exchanges"));
+    let out = verify_cli().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("0 records verified"), "{stdout}");
+    assert!(stdout.contains("1 valid checkpoints"), "{stdout}");
+}
+
+fn write_public_key(private: &std::path::Path, public: &std::path::Path) {
+    use ed25519_dalek::pkcs8::EncodePublicKey;
+    let key = signer_from_file(private).verifying_key();
+    let pem = key
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap();
+    std::fs::write(public, pem).unwrap();
 }

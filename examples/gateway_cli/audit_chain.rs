@@ -45,14 +45,69 @@ fn parse_age(s: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("--older-than {s:?}: too large"))
 }
 
-#[cfg(feature = "postgres")]
-pub async fn run(command: ChainCommand, cfg: &GatewayConfig) -> Result<(), String> {
-    if cfg.audit.store != AuditStoreKind::Postgres {
-        return Err(
-            "audit verify/purge need [audit] store = \"postgres\" (the SQLite store keeps no hash chain yet)"
-                .into(),
+fn print_report(report: &skillgate::audit::VerifyReport, json: bool) -> Result<(), String> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).map_err(|e| e.to_string())?
         );
+    } else {
+        for s in &report.instances {
+            println!(
+                "instance {}: {} entries (seq {}..{}), {} valid checkpoints, last signed seq {}",
+                s.instance,
+                s.entries,
+                s.first_seq.unwrap_or(0),
+                s.last_seq.unwrap_or(0),
+                s.valid_checkpoints,
+                s.last_checkpoint_seq
+                    .map(|x| x.to_string())
+                    .unwrap_or_else(|| "none".into())
+            );
+        }
+        println!(
+            "{} records verified, {} purged by retention",
+            report.records_verified, report.records_purged
+        );
+        for p in &report.problems {
+            println!("{p}");
+        }
     }
+    if report.is_ok() {
+        Ok(())
+    } else {
+        Err(format!("{} problems found", report.problems.len()))
+    }
+}
+
+pub async fn run(command: ChainCommand, cfg: &GatewayConfig) -> Result<(), String> {
+    match cfg.audit.store {
+        AuditStoreKind::Sqlite => run_sqlite(command, cfg).await,
+        AuditStoreKind::Postgres => run_postgres(command, cfg).await,
+    }
+}
+
+async fn run_sqlite(command: ChainCommand, cfg: &GatewayConfig) -> Result<(), String> {
+    match command {
+        ChainCommand::Verify { public_key, json } => {
+            let key = skillgate::audit::read_public_key(&public_key).map_err(|e| e.to_string())?;
+            let store = skillgate::audit::SqliteStore::open(&cfg.audit.sqlite)
+                .await
+                .map_err(|e| e.to_string())?;
+            let report = skillgate::audit::verify(&store, &key)
+                .await
+                .map_err(|e| e.to_string())?;
+            print_report(&report, json)
+        }
+        ChainCommand::Purge { older_than } => {
+            let _ = parse_age(&older_than)?;
+            Err("audit purge needs [audit] store = \"postgres\"".into())
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn run_postgres(command: ChainCommand, cfg: &GatewayConfig) -> Result<(), String> {
     let mut audit = cfg.audit.clone();
     // The command is not a gateway instance: never append to a live chain.
     audit.instance = Some(format!("audit-cli:{}", std::process::id()));
@@ -63,38 +118,7 @@ pub async fn run(command: ChainCommand, cfg: &GatewayConfig) -> Result<(), Strin
             let report = skillgate::audit::verify(&store, &key)
                 .await
                 .map_err(|e| e.to_string())?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-                );
-            } else {
-                for s in &report.instances {
-                    println!(
-                        "instance {}: {} entries (seq {}..{}), {} valid checkpoints, last signed seq {}",
-                        s.instance,
-                        s.entries,
-                        s.first_seq.unwrap_or(0),
-                        s.last_seq.unwrap_or(0),
-                        s.valid_checkpoints,
-                        s.last_checkpoint_seq
-                            .map(|x| x.to_string())
-                            .unwrap_or_else(|| "none".into())
-                    );
-                }
-                println!(
-                    "{} records verified, {} purged by retention",
-                    report.records_verified, report.records_purged
-                );
-                for p in &report.problems {
-                    println!("{p}");
-                }
-            }
-            if report.is_ok() {
-                Ok(())
-            } else {
-                Err(format!("{} problems found", report.problems.len()))
-            }
+            print_report(&report, json)
         }
         ChainCommand::Purge { older_than } => {
             let secs = parse_age(&older_than)?;
@@ -110,7 +134,7 @@ pub async fn run(command: ChainCommand, cfg: &GatewayConfig) -> Result<(), Strin
 }
 
 #[cfg(not(feature = "postgres"))]
-pub async fn run(command: ChainCommand, _cfg: &GatewayConfig) -> Result<(), String> {
-    let _ = (command, parse_age);
+async fn run_postgres(command: ChainCommand, _cfg: &GatewayConfig) -> Result<(), String> {
+    let _ = command;
     Err("this build has no PostgreSQL support (crate feature `postgres`), which audit verify/purge need".into())
 }

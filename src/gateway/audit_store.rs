@@ -89,11 +89,17 @@ impl AuditConfig {
                 "audit.retention_days is supported with store = \"postgres\" only".into(),
             ));
         }
+        let invalid = |e: crate::audit::AuditError| {
+            ConfigError::Invalid(format!("audit.sqlite {}: {e}", self.sqlite.display()))
+        };
+        // Every record is chained under this instance's name; checkpoints
+        // are signed when a key is configured.
         let store = crate::audit::SqliteStore::open(&self.sqlite)
             .await
-            .map_err(|e| {
-                ConfigError::Invalid(format!("audit.sqlite {}: {e}", self.sqlite.display()))
-            })?;
+            .map_err(invalid)?
+            .chained(&self.instance_name(), self.signer()?, self.checkpoint_every)
+            .await
+            .map_err(invalid)?;
         Ok(Arc::new(store))
     }
 
