@@ -41,6 +41,10 @@
 //! `(received_at_us)`, `(verdict)`, `(model)`. The schema version is kept in
 //! `PRAGMA user_version` (currently `1`).
 //!
+//! With [`SqliteStore::chained`] (what the gateway uses), every record
+//! half also gets a hash-chain entry in `audit_chain` and periodic signed
+//! checkpoints in `audit_checkpoint` (see `docs/audit.md`).
+//!
 //! Timestamps are stored with microsecond precision: sub-microsecond digits of
 //! a record's timestamps are dropped.
 
