@@ -37,10 +37,10 @@ pub enum AuditError {
 /// ```
 /// use std::sync::Mutex;
 /// use async_trait::async_trait;
-/// use skillgate::audit::{AuditError, AuditRecord, AuditStore, RequestRecord, ResponseRecord};
+/// use skillgate::audit::{AuditError, AuditEvent, AuditQuery, AuditRecord, AuditStore, RequestRecord, ResponseRecord};
 ///
 /// #[derive(Default)]
-/// struct InMemory(Mutex<Vec<AuditRecord>>);
+/// struct InMemory(Mutex<Vec<AuditRecord>>, Mutex<Vec<AuditEvent>>);
 ///
 /// #[async_trait]
 /// impl AuditStore for InMemory {
