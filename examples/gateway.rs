@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+#[path = "gateway/audit_chain.rs"]
+mod audit_chain;
 #[path = "gateway/audit_cli.rs"]
 mod audit_cli;
 use skillgate::gateway::{GatewayConfig, serve, shutdown_signal};
@@ -79,7 +81,7 @@ enum Command {
         #[arg(long, default_value_t = 900)]
         ttl: u64,
     },
-    /// Read the audit store: query, show, replay, export (docs/audit-query-export.md).
+    /// The audit trail: query, show, replay, export, verify, purge (docs/audit.md).
     Audit(Box<audit_cli::AuditArgs>),
 }
 
@@ -133,10 +135,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{}", dev.mint(&opts).map_err(|e| e.to_string())?);
             Ok(())
         }
-        Some(Command::Audit(args)) => {
-            let store = cfg.audit.open_store().await.map_err(|e| e.to_string())?;
-            audit_cli::run(args.command, store).await
-        }
+        Some(Command::Audit(args)) => match args.command {
+            audit_cli::AuditCommand::Chain(c) => audit_chain::run(c, &cfg).await,
+            command => {
+                let store = cfg.audit.open_store().await.map_err(|e| e.to_string())?;
+                audit_cli::run(command, store).await
+            }
+        },
         None | Some(Command::Serve) => {
             let assembled = cfg.assemble().await.map_err(|e| e.to_string())?;
             let listener = tokio::net::TcpListener::bind(cfg.listen)

@@ -23,6 +23,9 @@ pub struct AuditArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
+    /// `verify` and `purge` (the hash chain, docs/audit.md).
+    #[command(flatten)]
+    Chain(super::audit_chain::ChainCommand),
     /// List exchanges matching filters, newest first.
     Query {
         #[command(flatten)]
@@ -231,6 +234,7 @@ fn sink(spec: &str, max_attempts: u32, header_env: &[String]) -> Result<Box<dyn 
 /// Runs one `audit` subcommand against `store`.
 pub async fn run(command: AuditCommand, store: Arc<dyn AuditStore>) -> Result<(), String> {
     match command {
+        AuditCommand::Chain(_) => Err("verify and purge run against the configured store".into()),
         AuditCommand::Query { filters, json } => {
             let records = store
                 .query(&filters.query(skillgate::audit::DEFAULT_QUERY_LIMIT)?)

@@ -101,7 +101,7 @@ impl AuditLayer {
     }
 }
 
-fn default_instance() -> String {
+pub(crate) fn default_instance() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
@@ -558,6 +558,20 @@ fn wrap_response(handle: AuditHandle, res: Response<Body>, cap: usize) -> Respon
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     parts.extensions.insert(handle.clone());
+    if handle.is_committed() {
+        // Forwarded: leave an incomplete response record now, so a gateway
+        // killed mid-stream still shows the exchange as started and cut.
+        let mut provisional = record.clone();
+        provisional.complete = false;
+        let h = handle.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = h.0.store.record_response_started(&provisional).await {
+                    tracing::warn!(id = %h.0.id, error = %e, "audit: could not record the response start");
+                }
+            });
+        }
+    }
     let tee = AuditBody {
         inner: body,
         state: Some(TeeState {

@@ -18,7 +18,12 @@
 //!   disconnected) is recorded with `complete = false`.
 //! - Requests the gateway refuses (bad token, too large…) are recorded too,
 //!   with a `deny` decision.
-//! - [`AuditStore`]: the plug-in trait. [`SqliteStore`] is the embedded default.
+//! - [`AuditStore`]: the plug-in trait. [`SqliteStore`] is the embedded default;
+//!   `PostgresStore` (feature `postgres`) is shared by many instances, with
+//!   batched writes and a hash chain checked by [`verify`].
+//! - When the response headers go out for a forwarded request, a provisional
+//!   response record (`complete = false`) is written
+//!   ([`AuditStore::record_response_started`]), replaced when the body ends.
 //!
 //! ```
 //! # #[cfg(feature = "sqlite")] {
@@ -49,10 +54,13 @@
 //! # }
 //! ```
 
+mod chain;
 mod encrypt;
 pub mod export;
 mod jsonl;
 mod layer;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod query;
 mod record;
 pub mod replay;
@@ -61,11 +69,21 @@ mod sqlite;
 mod store;
 mod time_arg;
 
+pub use chain::{
+    ChainEntry, ChainSnapshot, ChainSource, Checkpoint, CheckpointSigner, GENESIS_HASH,
+    InstanceSummary, Problem, RecordKind, StoredRecord, VerifyReport, canonical_json,
+    read_public_key, verify, verify_snapshot,
+};
 pub use encrypt::{BodyKey, EncryptedBody};
 pub use jsonl::{JsonlOptions, JsonlStore};
 pub use layer::{
     AuditBody, AuditHandle, AuditLayer, AuditService, DEFAULT_MAX_CAPTURE_BYTES,
     DEFAULT_MAX_REQUEST_BYTES, REFUSED_BODY_RECORD_BYTES,
+};
+#[cfg(feature = "postgres")]
+pub use postgres::{
+    DEFAULT_BATCH_MAX, DEFAULT_BUFFER, DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_INTERVAL,
+    DEFAULT_QUEUE_CAPACITY, POSTGRES_SCHEMA_VERSION, PostgresOptions, PostgresStore, PurgeReport,
 };
 pub use query::{AuditQuery, DEFAULT_QUERY_LIMIT};
 pub use record::{
@@ -76,3 +94,8 @@ pub use record::{
 pub use sqlite::SqliteStore;
 pub use store::{AuditError, AuditStore};
 pub use time_arg::parse_time;
+
+/// `hostname:pid`, the default instance name.
+pub(crate) fn layer_default_instance() -> String {
+    layer::default_instance()
+}

@@ -41,6 +41,10 @@
 //! `(received_at_us)`, `(verdict)`, `(model)`. The schema version is kept in
 //! `PRAGMA user_version` (currently `3`).
 //!
+//! With [`SqliteStore::chained`] (what the gateway uses), every record
+//! half also gets a hash-chain entry in `audit_chain` and periodic signed
+//! checkpoints in `audit_checkpoint` (see `docs/audit.md`).
+//!
 //! Timestamps are stored with microsecond precision: sub-microsecond digits of
 //! a record's timestamps are dropped.
 
@@ -134,6 +138,27 @@ CREATE INDEX IF NOT EXISTS audit_exchange_principal_time
 CREATE INDEX IF NOT EXISTS audit_exchange_time ON audit_exchange (received_at_us);
 CREATE INDEX IF NOT EXISTS audit_exchange_verdict ON audit_exchange (verdict);
 CREATE INDEX IF NOT EXISTS audit_exchange_model ON audit_exchange (model);
+CREATE TABLE IF NOT EXISTS audit_chain (
+    instance       TEXT NOT NULL,
+    seq            INTEGER NOT NULL,
+    kind           TEXT NOT NULL,
+    record_id      TEXT NOT NULL,
+    record_time_us INTEGER NOT NULL,
+    record_hash    TEXT NOT NULL,
+    prev_hash      TEXT NOT NULL,
+    entry_hash     TEXT NOT NULL,
+    PRIMARY KEY (instance, seq)
+);
+CREATE TABLE IF NOT EXISTS audit_checkpoint (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance         TEXT NOT NULL,
+    seq              INTEGER NOT NULL,
+    entry_hash       TEXT NOT NULL,
+    created_at_us    INTEGER NOT NULL,
+    purged_before_us INTEGER,
+    key_id           TEXT NOT NULL,
+    signature        TEXT NOT NULL
+);
 ";
 
 const INSERT_REQUEST: &str = "
@@ -201,7 +226,12 @@ FROM audit_exchange";
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The hash chain, when enabled with [`SqliteStore::chained`].
+    chain: Option<std::sync::Arc<chain::SqliteChain>>,
 }
+
+#[path = "sqlite_chain.rs"]
+mod chain;
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file at `path` and applies
@@ -241,7 +271,7 @@ impl SqliteStore {
             .connect_with(base)
             .await
             .map_err(|e| unavailable("open database", &e))?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, chain: None })
     }
 
     /// A private in-memory database (one connection, for tests and examples).
@@ -273,7 +303,7 @@ impl SqliteStore {
                 .map_err(|e| unavailable("open in-memory database", &e))?;
             apply_schema(&mut conn).await?;
         }
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, chain: None })
     }
 }
 
@@ -505,75 +535,17 @@ fn decode_row(row: &SqliteRow) -> Result<AuditRecord, AuditError> {
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn record_request(&self, record: &RequestRecord) -> Result<(), AuditError> {
-        let (received_at_us, received_at) = encode_time(record.received_at);
-        let (issuer, subject, groups, principal_json) = match &record.principal {
-            Some(p) => (
-                Some(p.issuer.as_str()),
-                Some(p.subject.as_str()),
-                Some(to_json("principal groups", &p.groups)?),
-                Some(to_json("principal", p)?),
-            ),
-            None => (None, None, None, None),
-        };
-        let rules = to_json("decision rules", &record.decision.rules)?;
-        sqlx::query(INSERT_REQUEST)
-            .bind(record.id.hyphenated().to_string())
-            .bind(received_at)
-            .bind(received_at_us)
-            .bind(record.instance.as_str())
-            .bind(issuer)
-            .bind(subject)
-            .bind(groups)
-            .bind(principal_json)
-            .bind(record.method.as_str())
-            .bind(record.path.as_str())
-            .bind(record.model.as_deref())
-            .bind(i64::from(record.stream))
-            .bind(record.decision.verdict.as_str())
-            .bind(record.decision.reason.as_deref())
-            .bind(rules)
-            .bind(&record.body[..])
-            .bind(match &record.raw_body {
-                Some(b) => Some(to_json("raw request body", b)?),
-                None => None,
-            })
-            .execute(&self.pool)
-            .await
-            .map_err(|e| unavailable("record request", &e))?;
-        Ok(())
+        match &self.chain {
+            None => insert_request(&self.pool, record).await,
+            Some(c) => c.write(&self.pool, chain::Half::Request(record)).await,
+        }
     }
 
     async fn record_response(&self, record: &ResponseRecord) -> Result<(), AuditError> {
-        let (_, completed_at) = encode_time(record.completed_at);
-        let usage = match &record.usage {
-            Some(u) => Some(to_json("usage", u)?),
-            None => None,
-        };
-        let done = sqlx::query(UPDATE_RESPONSE)
-            .bind(completed_at)
-            .bind(i64::from(record.status))
-            .bind(record.upstream_request_id.as_deref())
-            .bind(&record.body[..])
-            .bind(i64::from(record.body_truncated))
-            .bind(record.text.as_deref())
-            .bind(usage)
-            .bind(i64::from(record.complete))
-            .bind(saturating_i64(record.ttfb_us))
-            .bind(saturating_i64(record.latency_us))
-            .bind(to_json("findings", &record.findings)?)
-            .bind(to_json("chunks", &record.chunks)?)
-            .bind(match &record.raw_body {
-                Some(b) => Some(to_json("raw response body", b)?),
-                None => None,
-            })
-            .bind(record.id.hyphenated().to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| unavailable("record response", &e))?;
-        if done.rows_affected() == 0 {
-            return Err(AuditError::UnknownId);
+        match &self.chain {
+            None => update_response(&self.pool, record).await,
+            Some(c) => c.write(&self.pool, chain::Half::Response(record)).await,
         }
-        Ok(())
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<AuditRecord>, AuditError> {
@@ -652,24 +624,10 @@ impl AuditStore for SqliteStore {
     }
 
     async fn record_event(&self, event: &AuditEvent) -> Result<(), AuditError> {
-        let (time_us, time) = encode_time(event.time);
-        let actor = match &event.actor {
-            Some(p) => Some(to_json("event actor", p)?),
-            None => None,
-        };
-        sqlx::query(INSERT_EVENT)
-            .bind(event.id.hyphenated().to_string())
-            .bind(time)
-            .bind(time_us)
-            .bind(event.instance.as_str())
-            .bind(event.kind.as_str())
-            .bind(event.exchange_id.map(|u| u.hyphenated().to_string()))
-            .bind(actor)
-            .bind(to_json("event detail", &event.detail)?)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| unavailable("record event", &e))?;
-        Ok(())
+        match &self.chain {
+            None => insert_event(&self.pool, event).await,
+            Some(c) => c.write(&self.pool, chain::Half::Event(event)).await,
+        }
     }
 
     async fn recent_events(&self, limit: usize) -> Result<Vec<AuditEvent>, AuditError> {
@@ -684,6 +642,108 @@ impl AuditStore for SqliteStore {
         .map_err(|e| unavailable("read recent events", &e))?;
         rows.iter().map(decode_event).collect()
     }
+}
+
+async fn insert_request<'c, E: sqlx::Executor<'c, Database = sqlx::Sqlite>>(
+    exec: E,
+    record: &RequestRecord,
+) -> Result<(), AuditError> {
+    let (received_at_us, received_at) = encode_time(record.received_at);
+    let (issuer, subject, groups, principal_json) = match &record.principal {
+        Some(p) => (
+            Some(p.issuer.as_str()),
+            Some(p.subject.as_str()),
+            Some(to_json("principal groups", &p.groups)?),
+            Some(to_json("principal", p)?),
+        ),
+        None => (None, None, None, None),
+    };
+    let rules = to_json("decision rules", &record.decision.rules)?;
+    sqlx::query(INSERT_REQUEST)
+        .bind(record.id.hyphenated().to_string())
+        .bind(received_at)
+        .bind(received_at_us)
+        .bind(record.instance.as_str())
+        .bind(issuer)
+        .bind(subject)
+        .bind(groups)
+        .bind(principal_json)
+        .bind(record.method.as_str())
+        .bind(record.path.as_str())
+        .bind(record.model.as_deref())
+        .bind(i64::from(record.stream))
+        .bind(record.decision.verdict.as_str())
+        .bind(record.decision.reason.as_deref())
+        .bind(rules)
+        .bind(&record.body[..])
+        .bind(match &record.raw_body {
+            Some(b) => Some(to_json("raw request body", b)?),
+            None => None,
+        })
+        .execute(exec)
+        .await
+        .map_err(|e| unavailable("record request", &e))?;
+    Ok(())
+}
+
+async fn update_response<'c, E: sqlx::Executor<'c, Database = sqlx::Sqlite>>(
+    exec: E,
+    record: &ResponseRecord,
+) -> Result<(), AuditError> {
+    let (_, completed_at) = encode_time(record.completed_at);
+    let usage = match &record.usage {
+        Some(u) => Some(to_json("usage", u)?),
+        None => None,
+    };
+    let done = sqlx::query(UPDATE_RESPONSE)
+        .bind(completed_at)
+        .bind(i64::from(record.status))
+        .bind(record.upstream_request_id.as_deref())
+        .bind(&record.body[..])
+        .bind(i64::from(record.body_truncated))
+        .bind(record.text.as_deref())
+        .bind(usage)
+        .bind(i64::from(record.complete))
+        .bind(saturating_i64(record.ttfb_us))
+        .bind(saturating_i64(record.latency_us))
+        .bind(to_json("findings", &record.findings)?)
+        .bind(to_json("chunks", &record.chunks)?)
+        .bind(match &record.raw_body {
+            Some(b) => Some(to_json("raw response body", b)?),
+            None => None,
+        })
+        .bind(record.id.hyphenated().to_string())
+        .execute(exec)
+        .await
+        .map_err(|e| unavailable("record response", &e))?;
+    if done.rows_affected() == 0 {
+        return Err(AuditError::UnknownId);
+    }
+    Ok(())
+}
+
+async fn insert_event<'c, E: sqlx::Executor<'c, Database = sqlx::Sqlite>>(
+    exec: E,
+    event: &AuditEvent,
+) -> Result<(), AuditError> {
+    let (time_us, time) = encode_time(event.time);
+    let actor = match &event.actor {
+        Some(p) => Some(to_json("event actor", p)?),
+        None => None,
+    };
+    sqlx::query(INSERT_EVENT)
+        .bind(event.id.hyphenated().to_string())
+        .bind(time)
+        .bind(time_us)
+        .bind(event.instance.as_str())
+        .bind(event.kind.as_str())
+        .bind(event.exchange_id.map(|u| u.hyphenated().to_string()))
+        .bind(actor)
+        .bind(to_json("event detail", &event.detail)?)
+        .execute(exec)
+        .await
+        .map_err(|e| unavailable("record event", &e))?;
+    Ok(())
 }
 
 fn decode_event(row: &SqliteRow) -> Result<AuditEvent, AuditError> {

@@ -83,6 +83,15 @@ pub trait AuditStore: Send + Sync + 'static {
     async fn record_request(&self, record: &RequestRecord) -> Result<(), AuditError>;
     /// Writes the response half of an exchange whose request is recorded.
     async fn record_response(&self, record: &ResponseRecord) -> Result<(), AuditError>;
+    /// Writes a provisional response half when the response headers go to
+    /// the client (`complete = false`, status, upstream request id, no
+    /// body), so a gateway killed mid-stream leaves an incomplete response
+    /// record. Never overwrites a response already recorded. Default: does
+    /// nothing (the store keeps only the final record).
+    async fn record_response_started(&self, record: &ResponseRecord) -> Result<(), AuditError> {
+        let _ = record;
+        Ok(())
+    }
     /// Reads one exchange.
     async fn get(&self, id: Uuid) -> Result<Option<AuditRecord>, AuditError>;
     /// The newest `limit` exchanges, newest first.
@@ -105,6 +114,9 @@ impl<T: AuditStore + ?Sized> AuditStore for Arc<T> {
     }
     async fn record_response(&self, record: &ResponseRecord) -> Result<(), AuditError> {
         (**self).record_response(record).await
+    }
+    async fn record_response_started(&self, record: &ResponseRecord) -> Result<(), AuditError> {
+        (**self).record_response_started(record).await
     }
     async fn get(&self, id: Uuid) -> Result<Option<AuditRecord>, AuditError> {
         (**self).get(id).await

@@ -285,6 +285,29 @@ pub struct AuditConfig {
     /// base64): when set, raw bodies (request as received, response as
     /// received from upstream) are kept too, encrypted (`audit::BodyKey`).
     pub raw_body_key_file: Option<PathBuf>,
+    /// `sqlite` (default) or `postgres` (crate feature `postgres`).
+    pub store: AuditStoreKind,
+    /// PostgreSQL URL for `store = "postgres"`.
+    pub url: Option<String>,
+    /// Environment variable holding the PostgreSQL URL (instead of `url`).
+    pub url_env: Option<String>,
+    /// Most records per PostgreSQL transaction (default 1024).
+    pub batch_max: usize,
+    /// Records waiting for the PostgreSQL writer, at most (default 16384).
+    pub queue_capacity: usize,
+    /// How long a record may wait for an unreachable PostgreSQL before the
+    /// gateway refuses requests with 503, in milliseconds (default 5000).
+    pub buffer_ms: u64,
+    /// PKCS#8 PEM Ed25519 private key that signs chain checkpoints.
+    pub signing_key_file: Option<PathBuf>,
+    /// Checkpoint after this many chain entries (default 1000).
+    pub checkpoint_every: u64,
+    /// … or after this many seconds with unsigned entries (default 60).
+    pub checkpoint_interval_secs: u64,
+    /// Delete exchanges and events older than this many days (default: keep all).
+    pub retention_days: Option<u64>,
+    /// How often the retention purge runs, in seconds (default 3600).
+    pub purge_interval_secs: u64,
 }
 
 /// `[audit.jsonl]`: the JSON-lines file store (`docs/audit-query-export.md`).
@@ -320,31 +343,39 @@ fn jsonl_keep_files() -> usize {
 }
 
 impl AuditConfig {
-    /// Opens the configured store: `[audit.jsonl]` when set, else the SQLite file.
+    /// Opens the JSON-lines store of `[audit.jsonl]`.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] naming the store and why it cannot be opened.
-    #[cfg(feature = "sqlite")]
-    pub async fn open_store(&self) -> Result<Arc<dyn AuditStore>, ConfigError> {
-        if let Some(j) = &self.jsonl {
-            let opts = crate::audit::JsonlOptions {
-                max_bytes: j.max_bytes,
-                max_age: std::time::Duration::from_secs(j.max_age_secs),
-                keep_files: j.keep_files,
-            };
-            return crate::audit::JsonlStore::open(&j.dir, opts)
-                .map(|s| Arc::new(s) as Arc<dyn AuditStore>)
-                .map_err(|e| {
-                    ConfigError::Invalid(format!("audit.jsonl {}: {e}", j.dir.display()))
-                });
-        }
-        let store = crate::audit::SqliteStore::open(&self.sqlite)
-            .await
-            .map_err(|e| {
-                ConfigError::Invalid(format!("audit.sqlite {}: {e}", self.sqlite.display()))
-            })?;
-        Ok(Arc::new(store))
+    /// [`ConfigError::Invalid`] naming the folder and why it cannot be opened.
+    pub(crate) fn open_jsonl_store(
+        &self,
+        j: &JsonlConfig,
+    ) -> Result<Arc<dyn AuditStore>, ConfigError> {
+        let opts = crate::audit::JsonlOptions {
+            max_bytes: j.max_bytes,
+            max_age: std::time::Duration::from_secs(j.max_age_secs),
+            keep_files: j.keep_files,
+        };
+        crate::audit::JsonlStore::open(&j.dir, opts)
+            .map(|s| Arc::new(s) as Arc<dyn AuditStore>)
+            .map_err(|e| ConfigError::Invalid(format!("audit.jsonl {}: {e}", j.dir.display())))
     }
+}
+
+/// Which audit store `[audit] store` names.
+///
+/// ```
+/// use skillgate::gateway::AuditStoreKind;
+/// assert_eq!(AuditStoreKind::default(), AuditStoreKind::Sqlite);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditStoreKind {
+    /// The embedded SQLite file (`sqlite`).
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database shared by all instances (`url`).
+    Postgres,
 }
 
 impl Default for AuditConfig {
@@ -356,6 +387,17 @@ impl Default for AuditConfig {
             max_capture_bytes: crate::audit::DEFAULT_MAX_CAPTURE_BYTES,
             jsonl: None,
             raw_body_key_file: None,
+            store: AuditStoreKind::Sqlite,
+            url: None,
+            url_env: None,
+            batch_max: 1024,
+            queue_capacity: 16_384,
+            buffer_ms: 5000,
+            signing_key_file: None,
+            checkpoint_every: 1000,
+            checkpoint_interval_secs: 60,
+            retention_days: None,
+            purge_interval_secs: 3600,
         }
     }
 }

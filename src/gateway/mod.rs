@@ -33,6 +33,7 @@
 //! # }
 //! ```
 
+mod audit_store;
 mod batches;
 mod buffer;
 mod config;
@@ -48,8 +49,8 @@ use tower::{Layer, Service};
 
 pub use buffer::{BufferLayer, BufferService, DEFAULT_BODY_READ_TIMEOUT};
 pub use config::{
-    Assembled, AuditConfig, ConfigError, GatewayConfig, IdentityConfig, JsonlConfig, PolicyConfig,
-    PolicyEngineKind, UpstreamConfig,
+    Assembled, AuditConfig, AuditStoreKind, ConfigError, GatewayConfig, IdentityConfig,
+    JsonlConfig, PolicyConfig, PolicyEngineKind, UpstreamConfig,
 };
 pub use guard::{ForwardGuard, ForwardGuardLayer};
 pub use serve::{
