@@ -11,6 +11,7 @@ mod http_client;
 pub mod identity;
 mod json;
 pub mod policy;
+pub mod redaction;
 pub mod upstream;
 pub mod wire;
 
