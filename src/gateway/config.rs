@@ -65,6 +65,8 @@ pub struct GatewayConfig {
     pub federation: FederationConfig,
     /// Budgets and rate limits (`[budgets]`, see `docs/policy.md` (budgets)).
     pub budgets: crate::budget::BudgetConfig,
+    /// PII and secret redaction (`[redaction]`, see `docs/redaction.md`); off by default.
+    pub redaction: crate::redaction::RedactionConfig,
 }
 
 impl Default for GatewayConfig {
@@ -79,6 +81,7 @@ impl Default for GatewayConfig {
             policy: PolicyConfig::default(),
             federation: FederationConfig::default(),
             budgets: crate::budget::BudgetConfig::default(),
+            redaction: crate::redaction::RedactionConfig::default(),
         }
     }
 }
@@ -662,6 +665,11 @@ impl GatewayConfig {
             .map_err(|e| ConfigError::Invalid(format!("budgets: {e}")))?
         {
             b = b.budget(layer);
+        }
+        if let Some(layer) = crate::redaction::RedactionLayer::from_config(&self.redaction)
+            .map_err(|e| ConfigError::Invalid(format!("redaction: {e}")))?
+        {
+            b = b.redaction(layer);
         }
         let gateway = b
             .build()

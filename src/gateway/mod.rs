@@ -62,6 +62,7 @@ use crate::budget::{BudgetLayer, BudgetService};
 use crate::identity::federation::{TokenEndpointLayer, TokenEndpointService};
 use crate::identity::{IdentityLayer, IdentityService, TokenVerifier};
 use crate::policy::{PolicyLayer, PolicyService};
+use crate::redaction::{RedactionLayer, RedactionService};
 
 /// A boxed, cloneable gateway service, as [`Gateway::service`] returns.
 pub type GatewayService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
@@ -92,6 +93,7 @@ pub struct Gateway {
     policy: Option<PolicyLayer>,
     guard: ForwardGuardLayer,
     budget: Option<BudgetLayer>,
+    redaction: Option<RedactionLayer>,
 }
 
 /// Builder for [`Gateway`].
@@ -107,6 +109,7 @@ pub struct GatewayBuilder {
     public_url: Option<String>,
     token_endpoint: Option<TokenEndpointLayer>,
     budget: Option<BudgetLayer>,
+    redaction: Option<RedactionLayer>,
 }
 
 /// What is missing from a [`GatewayBuilder`].
@@ -136,6 +139,7 @@ impl Gateway {
             policy: self.policy.clone(),
             guard: self.guard.clone(),
             budget: self.budget.clone(),
+            redaction: self.redaction.clone(),
         }
     }
 
@@ -232,6 +236,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// Mask PII and secrets in responses (and, if the layer says so, in
+    /// prompts) with this layer, between the budget layer and the forward
+    /// guard. Without one, nothing is redacted.
+    pub fn redaction(mut self, layer: RedactionLayer) -> Self {
+        self.redaction = Some(layer);
+        self
+    }
+
     /// Builds the gateway.
     ///
     /// # Errors
@@ -269,12 +281,13 @@ impl GatewayBuilder {
                 None => ForwardGuardLayer::new(),
             },
             budget: self.budget,
+            redaction: self.redaction,
         })
     }
 }
 
 /// Audit → TokenEndpoint → Identity → Policy (if configured) → Budget (if
-/// configured) → ForwardGuard, as one [`Layer`].
+/// configured) → Redaction (if configured) → ForwardGuard, as one [`Layer`].
 #[derive(Clone)]
 pub struct GatewayLayer {
     audit: AuditLayer,
@@ -284,6 +297,7 @@ pub struct GatewayLayer {
     policy: Option<PolicyLayer>,
     guard: ForwardGuardLayer,
     budget: Option<BudgetLayer>,
+    redaction: Option<RedactionLayer>,
 }
 
 /// The service a [`GatewayLayer`] makes around `S`.
@@ -294,12 +308,19 @@ pub type GatewayLayerService<S> = AuditService<
 >;
 
 /// The guarded service with the budget layer in front, if configured.
-pub type Budgeted<S> = Either<BudgetService<ForwardGuard<S>>, ForwardGuard<S>>;
+pub type Budgeted<S> = Either<BudgetService<Redacted<S>>, Redacted<S>>;
+
+/// The guarded service with the redaction layer in front, if configured.
+pub type Redacted<S> = Either<RedactionService<ForwardGuard<S>>, ForwardGuard<S>>;
 
 impl<S> Layer<S> for GatewayLayer {
     type Service = GatewayLayerService<S>;
     fn layer(&self, inner: S) -> Self::Service {
         let guarded = self.guard.layer(inner);
+        let guarded = match &self.redaction {
+            Some(r) => Either::Left(r.layer(guarded)),
+            None => Either::Right(guarded),
+        };
         let budgeted = match &self.budget {
             Some(b) => Either::Left(b.layer(guarded)),
             None => Either::Right(guarded),

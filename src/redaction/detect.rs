@@ -481,7 +481,10 @@ impl Detector {
             }
             match accepted {
                 Some((p, a, b)) => {
-                    if self.pats[p].kind != Kind::Placeholder && self.enabled[p] {
+                    if self.pats[p].kind != Kind::Placeholder
+                        && self.enabled[p]
+                        && !self.is_placeholder(&text[a..b])
+                    {
                         out.push(Span {
                             start: a,
                             end: b,
@@ -504,6 +507,15 @@ impl Detector {
             }
         }
         pos
+    }
+
+    /// Whether `v` is exactly one of our placeholders (never a value).
+    fn is_placeholder(&self, v: &str) -> bool {
+        v.starts_with('[')
+            && self.pats[0]
+                .anchored
+                .search(&Input::new(v).anchored(Anchored::Yes))
+                .is_some_and(|m| m.end() == v.len())
     }
 
     fn validate(
@@ -610,6 +622,10 @@ impl Detector {
             }
             Kind::Phone => {
                 if !digit_boundary_before(before_text) || !digit_boundary_after(&text[e..]) {
+                    return Verdict::No;
+                }
+                // SSN-shaped values are decided by the SSN rules alone.
+                if validators::ssn(v) != validators::Ssn::Invalid {
                     return Verdict::No;
                 }
                 if validators::phone(v) { yes(s, e) } else { Verdict::No }
@@ -931,8 +947,8 @@ pub(crate) mod validators {
         Ssn::Valid
     }
 
-    /// Phone number: 7–15 digits, written with `+`, parentheses or
-    /// separators (a bare digit run is too often an id), valid for its
+    /// Phone number: 7–15 digits (9 or more without `+`), written with `+`,
+    /// parentheses or separators (a bare digit run is too often an id), valid for its
     /// country per libphonenumber (`+` form) or for one of the default
     /// regions (national form).
     pub(crate) fn phone(v: &str) -> bool {
@@ -941,7 +957,9 @@ pub(crate) mod validators {
             return false;
         }
         let intl = v.starts_with('+') || v.starts_with("(+");
-        if !intl && seps.iter().all(|c| is_zero_width(*c)) {
+        // National numbers (with trunk prefix or area code) have 9 digits or
+        // more in every default region; shorter runs are dates, times, ids.
+        if !intl && (d.len() < 9 || seps.iter().all(|c| is_zero_width(*c))) {
             return false;
         }
         // Normalise to ASCII for the parser.

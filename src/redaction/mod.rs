@@ -41,6 +41,7 @@
 //! # Ok::<(), skillgate::redaction::RedactionError>(())
 //! ```
 
+mod config;
 mod detect;
 mod json;
 mod layer;
@@ -53,6 +54,7 @@ mod tests;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+pub use config::RedactionConfig;
 pub use detect::{CustomPattern, Span, entity};
 pub use json::redact_json_value;
 pub use layer::{RedactionBody, RedactionLayer, RedactionLayerBuilder, RedactionService};

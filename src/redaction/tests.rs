@@ -166,7 +166,7 @@ fn detectors_positive_and_negative() {
             "JWT",
             "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLXZhbHVl",
         ),
-        ("password = 'Xy7#kQ2mPz9LwR4t'", "GENERIC_SECRET", "Xy7"),
+        ("password = 'Xy7kQ2mPz9LwR4tB'", "GENERIC_SECRET", "Xy7kQ2mPz9LwR4tB"),
         ("export ANTHROPIC_API_KEY=sk-ant-api03-abcdefghijklmnop0123456789ABCD\n", "ANTHROPIC_API_KEY", "sk-ant-api03-abcdefghijklmnop0123456789ABCD"),
     ];
     for (text, ty, value) in yes {
