@@ -4,12 +4,12 @@
 //! [`serve`] (HTTP/1.1 + HTTP/2 server with graceful shutdown).
 //!
 //! Request path: **Audit → TokenEndpoint → Identity → Policy → Budget →
-//! ForwardGuard → inner service** (usually [`Upstream`](crate::upstream::Upstream));
+//! Redaction → ForwardGuard → inner service** (usually [`Upstream`](crate::upstream::Upstream));
 //! the response travels back out the same way. The token endpoint
 //! ([`federation`](crate::identity::federation)) answers only
 //! `POST /v1/oauth/token` and only when configured; policy and budget run
-//! when configured. Later layers (approval, redaction) slot in between
-//! policy and the guard.
+//! when configured, and so does redaction. The approval layer slots in
+//! between policy and budget.
 //!
 //! ```
 //! # #[cfg(feature = "sqlite")] {
