@@ -19,9 +19,15 @@ fn whole(c: &mut Criterion) {
     let (dense, _) = corpus::dense(3, SIZE);
     let mut g = c.benchmark_group("redact_text");
     g.sample_size(10);
-    for (name, text) in [("clean_prose", &clean), ("numeric_prose", &numeric), ("pii_dense", &dense)] {
+    for (name, text) in [
+        ("clean_prose", &clean),
+        ("numeric_prose", &numeric),
+        ("pii_dense", &dense),
+    ] {
         g.throughput(Throughput::Bytes(text.len() as u64));
-        g.bench_function(name, |b| b.iter(|| std::hint::black_box(r.redact_text(text))));
+        g.bench_function(name, |b| {
+            b.iter(|| std::hint::black_box(r.redact_text(text)))
+        });
     }
     g.finish();
 }

@@ -49,8 +49,14 @@ fn generate(path: &str) -> Result<(), Box<dyn std::error::Error>> {
 
 fn score(path: &str) -> Result<(), Box<dyn std::error::Error>> {
     let data = std::fs::read_to_string(path)?;
-    let docs: Vec<serde_json::Value> = data.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
-    let texts: Vec<String> = docs.iter().map(|d| d["text"].as_str().unwrap_or_default().to_owned()).collect();
+    let docs: Vec<serde_json::Value> = data
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let texts: Vec<String> = docs
+        .iter()
+        .map(|d| d["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
     let r = Redactor::new();
     let t0 = std::time::Instant::now();
     let found: Vec<_> = texts.iter().map(|t| r.detect(t)).collect();
@@ -73,11 +79,17 @@ fn score(path: &str) -> Result<(), Box<dyn std::error::Error>> {
             .iter()
             .map(|s| {
                 let cs = text[..s.start].chars().count();
-                (cs, cs + text[s.start..s.end].chars().count(), s.entity_type.to_string())
+                (
+                    cs,
+                    cs + text[s.start..s.end].chars().count(),
+                    s.entity_type.to_string(),
+                )
             })
             .collect();
         for (s, e, t) in &spans {
-            let hit = labels.iter().any(|(ls, le, lt)| lt == t && s < le && ls < e);
+            let hit = labels
+                .iter()
+                .any(|(ls, le, lt)| lt == t && s < le && ls < e);
             m.entry(t.clone()).or_default()[if hit { 0 } else { 1 }] += 1;
         }
         for (ls, le, lt) in &labels {
@@ -91,6 +103,9 @@ fn score(path: &str) -> Result<(), Box<dyn std::error::Error>> {
         .into_iter()
         .map(|(k, [tp, fp, fn_])| (k, serde_json::json!({"tp": tp, "fp": fp, "fn": fn_})))
         .collect();
-    println!("{}", serde_json::json!({"engine": "skillgate", "ms": ms, "bytes": bytes, "per_type": per_type}));
+    println!(
+        "{}",
+        serde_json::json!({"engine": "skillgate", "ms": ms, "bytes": bytes, "per_type": per_type})
+    );
     Ok(())
 }

@@ -49,7 +49,9 @@ fn text_deltas(sse: &[u8]) -> Vec<String> {
         .filter(|e| e.event() == Some("content_block_delta"))
         .filter_map(|e| {
             let v: Value = serde_json::from_str(e.data()).unwrap();
-            v.pointer("/delta/text").and_then(Value::as_str).map(str::to_owned)
+            v.pointer("/delta/text")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
         })
         .collect()
 }
@@ -79,7 +81,11 @@ async fn streaming_cases_through_the_python_sdk_and_raw_sse() {
         let out = sdk_call("stream", &gw.base_url, Some(&token), &[]).await;
         assert_eq!(out["ok"], true, "case {}: {out}", c.id);
         assert_eq!(out["text"], expected, "case {}", c.id);
-        assert_eq!(out["message"]["content"][0]["text"], expected, "case {}", c.id);
+        assert_eq!(
+            out["message"]["content"][0]["text"], expected,
+            "case {}",
+            c.id
+        );
         let events: Vec<&str> = out["events"]
             .as_array()
             .unwrap()
@@ -147,10 +153,19 @@ async fn json_responses_and_prompts() {
     // Responses only: the model sees the prompt, the caller gets it masked back.
     let gw = gateway(&upstream, false).await;
     let token = gw.token("redaction-test", &[]);
-    let out = sdk_call("create", &gw.base_url, Some(&token), &[("SG_PROMPT", prompt)]).await;
+    let out = sdk_call(
+        "create",
+        &gw.base_url,
+        Some(&token),
+        &[("SG_PROMPT", prompt)],
+    )
+    .await;
     assert_eq!(out["ok"], true, "{out}");
     let text = out["text"].as_str().unwrap();
-    assert!(text.ends_with("my card is [REDACTED:CREDIT_CARD] and mail [REDACTED:EMAIL_ADDRESS]"), "{text}");
+    assert!(
+        text.ends_with("my card is [REDACTED:CREDIT_CARD] and mail [REDACTED:EMAIL_ADDRESS]"),
+        "{text}"
+    );
     let sent = upstream.received().last().unwrap().json();
     assert_eq!(sent["messages"][0]["content"], prompt);
     drop(gw);
@@ -158,16 +173,35 @@ async fn json_responses_and_prompts() {
     // With request masking the model never sees the values.
     let gw = gateway(&upstream, true).await;
     let token = gw.token("redaction-test", &[]);
-    let out = sdk_call("stream", &gw.base_url, Some(&token), &[("SG_PROMPT", prompt), ("SG_SYSTEM", "reply to 987-65-4321, SSN")]).await;
+    let out = sdk_call(
+        "stream",
+        &gw.base_url,
+        Some(&token),
+        &[
+            ("SG_PROMPT", prompt),
+            ("SG_SYSTEM", "reply to 987-65-4321, SSN"),
+        ],
+    )
+    .await;
     assert_eq!(out["ok"], true, "{out}");
     let sent = upstream.received().last().unwrap().json();
     assert_eq!(
         sent["messages"][0]["content"],
         "my card is [REDACTED:CREDIT_CARD] and mail [REDACTED:EMAIL_ADDRESS]"
     );
-    assert_eq!(sent["system"], "reply to 987-65-4321, SSN", "no SSN context before the value");
+    assert_eq!(
+        sent["system"], "reply to 987-65-4321, SSN",
+        "no SSN context before the value"
+    );
     let rec = &gw.records(1).await[0];
-    let paths: Vec<&str> = rec.response.as_ref().unwrap().findings.iter().map(|f| f.path.as_str()).collect();
+    let paths: Vec<&str> = rec
+        .response
+        .as_ref()
+        .unwrap()
+        .findings
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect();
     assert!(paths.contains(&"request/messages/0/content"), "{paths:?}");
 }
 
@@ -193,8 +227,16 @@ async fn strict_mode_ends_an_uninspectable_stream_with_an_error_event() {
     upstream.set_replay(Some(transcript));
     let out = sdk_call("stream", &gw.base_url, Some(&token), &[]).await;
     assert_eq!(out["ok"], false, "{out}");
-    let events: Vec<&str> = out["events"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    let events: Vec<&str> = out["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
     assert_eq!(events.last(), Some(&"error"), "{events:?}");
     assert!(!events.contains(&"message_stop"));
-    assert!(!out.to_string().contains("4111"), "held digits were never released: {out}");
+    assert!(
+        !out.to_string().contains("4111"),
+        "held digits were never released: {out}"
+    );
 }

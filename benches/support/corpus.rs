@@ -31,7 +31,9 @@ impl Rng {
         xs[self.below(xs.len() as u64) as usize]
     }
     fn digits(&mut self, n: usize) -> String {
-        (0..n).map(|_| char::from(b'0' + self.below(10) as u8)).collect()
+        (0..n)
+            .map(|_| char::from(b'0' + self.below(10) as u8))
+            .collect()
     }
     fn alnum(&mut self, n: usize, upper_only: bool) -> String {
         let set: &[u8] = if upper_only {
@@ -39,17 +41,73 @@ impl Rng {
         } else {
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
         };
-        (0..n).map(|_| char::from(set[self.below(set.len() as u64) as usize])).collect()
+        (0..n)
+            .map(|_| char::from(set[self.below(set.len() as u64) as usize]))
+            .collect()
     }
 }
 
 const WORDS: &[&str] = &[
-    "the", "model", "returned", "a", "summary", "of", "quarterly", "results", "and", "noted", "that",
-    "revenue", "grew", "while", "costs", "stayed", "flat", "our", "team", "will", "review", "plan",
-    "before", "meeting", "with", "customer", "support", "about", "renewal", "please", "check",
-    "attached", "document", "for", "details", "on", "migration", "schedule", "service", "latency",
-    "improved", "after", "deploy", "rollback", "was", "not", "needed", "thanks", "everyone", "who",
-    "helped", "prepare", "this", "report", "next", "steps", "include", "hiring", "two", "engineers",
+    "the",
+    "model",
+    "returned",
+    "a",
+    "summary",
+    "of",
+    "quarterly",
+    "results",
+    "and",
+    "noted",
+    "that",
+    "revenue",
+    "grew",
+    "while",
+    "costs",
+    "stayed",
+    "flat",
+    "our",
+    "team",
+    "will",
+    "review",
+    "plan",
+    "before",
+    "meeting",
+    "with",
+    "customer",
+    "support",
+    "about",
+    "renewal",
+    "please",
+    "check",
+    "attached",
+    "document",
+    "for",
+    "details",
+    "on",
+    "migration",
+    "schedule",
+    "service",
+    "latency",
+    "improved",
+    "after",
+    "deploy",
+    "rollback",
+    "was",
+    "not",
+    "needed",
+    "thanks",
+    "everyone",
+    "who",
+    "helped",
+    "prepare",
+    "this",
+    "report",
+    "next",
+    "steps",
+    "include",
+    "hiring",
+    "two",
+    "engineers",
 ];
 
 fn luhn_complete(body: &str) -> String {
@@ -82,13 +140,19 @@ fn iban_de(r: &mut Rng) -> String {
     let bban = r.digits(18);
     // Check digits: 98 - (BBAN + "DE00" as digits) mod 97.
     let s = format!("{bban}131400");
-    let rem = s.bytes().fold(0u64, |a, b| (a * 10 + (b - b'0') as u64) % 97);
+    let rem = s
+        .bytes()
+        .fold(0u64, |a, b| (a * 10 + (b - b'0') as u64) % 97);
     let check = 98 - rem;
     let full = format!("DE{check:02}{bban}");
     if r.below(2) == 0 {
         full
     } else {
-        full.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).unwrap_or("")).collect::<Vec<_>>().join(" ")
+        full.as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -98,7 +162,10 @@ pub fn value(r: &mut Rng) -> (String, &'static str) {
         0 | 1 => {
             let (body, sizes): (String, &[usize]) = match r.below(3) {
                 0 => (format!("4{}", r.digits(14)), &[4, 4, 4, 4]),
-                1 => (format!("5{}{}", 1 + r.below(5), r.digits(13)), &[4, 4, 4, 4]),
+                1 => (
+                    format!("5{}{}", 1 + r.below(5), r.digits(13)),
+                    &[4, 4, 4, 4],
+                ),
                 _ => (format!("37{}", r.digits(12)), &[4, 6, 5]),
             };
             let d = luhn_complete(&body);
@@ -129,11 +196,17 @@ pub fn value(r: &mut Rng) -> (String, &'static str) {
             (v, "PHONE_NUMBER")
         }
         7 => (iban_de(r), "IBAN_CODE"),
-        8 => (format!("10.{}.{}.{}", r.below(256), r.below(256), 1 + r.below(254)), "IP_ADDRESS"),
+        8 => (
+            format!("10.{}.{}.{}", r.below(256), r.below(256), 1 + r.below(254)),
+            "IP_ADDRESS",
+        ),
         _ => match r.below(3) {
             0 => (format!("AKIA{}", r.alnum(16, true)), "AWS_ACCESS_KEY"),
             1 => (format!("ghp_{}", r.alnum(36, false)), "GITHUB_TOKEN"),
-            _ => (format!("sk-ant-api03-{}AA", r.alnum(93, false)), "ANTHROPIC_API_KEY"),
+            _ => (
+                format!("sk-ant-api03-{}AA", r.alnum(93, false)),
+                "ANTHROPIC_API_KEY",
+            ),
         },
     }
 }
@@ -199,7 +272,11 @@ pub fn dense(seed: u64, bytes: usize) -> (String, Vec<Label>) {
         let (v, t) = value(&mut r);
         let start = s.len();
         s.push_str(&v);
-        labels.push(Label { start, end: s.len(), entity_type: t });
+        labels.push(Label {
+            start,
+            end: s.len(),
+            entity_type: t,
+        });
         s.push_str(r.pick(&[" ", ", ", ". ", "; "]));
         if r.below(4) == 0 {
             s.push_str(&near_miss(&mut r));

@@ -279,7 +279,11 @@ impl Detector {
                     c.entity_type
                 )));
             }
-            list.push((Kind::Custom, Arc::from(c.entity_type.as_str()), c.pattern.clone()));
+            list.push((
+                Kind::Custom,
+                Arc::from(c.entity_type.as_str()),
+                c.pattern.clone(),
+            ));
         }
         let sources: Vec<&str> = list.iter().map(|(_, _, p)| p.as_str()).collect();
         let syn = syntax::Config::new().unicode(true).utf8(true);
@@ -481,9 +485,11 @@ impl Detector {
             }
             match accepted {
                 Some((p, a, b)) => {
+                    // Mask outputs (`*****1234`) and placeholders are never values.
                     if self.pats[p].kind != Kind::Placeholder
                         && self.enabled[p]
                         && !self.is_placeholder(&text[a..b])
+                        && !text[a..b].starts_with("***")
                     {
                         out.push(Span {
                             start: a,
@@ -535,7 +541,11 @@ impl Detector {
         // In JSON text the letter of an escape (`\n`) is a boundary, never
         // part of a value.
         let escaped = json && escaped_at(text, s);
-        let s = if escaped && text.as_bytes()[s].is_ascii() { s + 1 } else { s };
+        let s = if escaped && text.as_bytes()[s].is_ascii() {
+            s + 1
+        } else {
+            s
+        };
         if s >= e {
             return Verdict::No;
         }
@@ -571,7 +581,9 @@ impl Detector {
                 _ => Verdict::No,
             },
             Kind::Iban => match validators::iban(v) {
-                Some(len) if word_boundary(before) && word_boundary(text[s + len..].chars().next()) => {
+                Some(len)
+                    if word_boundary(before) && word_boundary(text[s + len..].chars().next()) =>
+                {
                     yes(s, s + len)
                 }
                 _ => Verdict::No,
@@ -624,11 +636,15 @@ impl Detector {
                 if !digit_boundary_before(before_text) || !digit_boundary_after(&text[e..]) {
                     return Verdict::No;
                 }
-                // SSN-shaped values are decided by the SSN rules alone.
-                if validators::ssn(v) != validators::Ssn::Invalid {
+                // SSN-shaped values (3-2-4) are decided by the SSN rules alone.
+                if validators::ssn_shaped(v) {
                     return Verdict::No;
                 }
-                if validators::phone(v) { yes(s, e) } else { Verdict::No }
+                if validators::phone(v) {
+                    yes(s, e)
+                } else {
+                    Verdict::No
+                }
             }
             Kind::Generic => match validators::assignment_value(v) {
                 Some(a) if word_boundary(before) && token_boundary(after) => {
@@ -636,11 +652,20 @@ impl Detector {
                     let value_pid = (0..self.pats.len()).find(|&i| {
                         matches!(
                             self.pats[i].kind,
-                            Kind::Anthropic | Kind::OpenAi | Kind::Aws | Kind::GitHub | Kind::Slack | Kind::Jwt
+                            Kind::Anthropic
+                                | Kind::OpenAi
+                                | Kind::Aws
+                                | Kind::GitHub
+                                | Kind::Slack
+                                | Kind::Jwt
                         ) && self.enabled[i]
                             && self.pats[i]
                                 .anchored
-                                .search(&Input::new(text.as_bytes()).span(s + a..e).anchored(Anchored::Yes))
+                                .search(
+                                    &Input::new(text.as_bytes())
+                                        .span(s + a..e)
+                                        .anchored(Anchored::Yes),
+                                )
                                 .is_some_and(|m| m.end() == e)
                     });
                     Verdict::Yes(s + a, e, value_pid.unwrap_or(pid))
@@ -659,7 +684,13 @@ enum Verdict {
 
 /// Whether `text[s]` follows an odd run of backslashes (an escape letter).
 fn escaped_at(text: &str, s: usize) -> bool {
-    text.as_bytes()[..s].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
+    text.as_bytes()[..s]
+        .iter()
+        .rev()
+        .take_while(|&&b| b == b'\\')
+        .count()
+        % 2
+        == 1
 }
 
 fn has_digit_and_letter(v: &str) -> bool {
@@ -803,17 +834,13 @@ pub(crate) mod validators {
         }
         // Nd digits come in contiguous runs of ten starting at a zero.
         const ZEROS: &[u32] = &[
-            0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66,
-            0x0CE6, 0x0D66, 0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x1090, 0x17E0, 0x1810,
-            0x1946, 0x19D0, 0x1A80, 0x1A90, 0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0,
-            0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0xFF10, 0x104A0, 0x1D7CE, 0x1D7D8, 0x1D7E2,
-            0x1D7EC, 0x1D7F6,
+            0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6,
+            0x0D66, 0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0,
+            0x1A80, 0x1A90, 0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0,
+            0xAA50, 0xABF0, 0xFF10, 0x104A0, 0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6,
         ];
         let u = c as u32;
-        ZEROS
-            .iter()
-            .find(|&&z| u >= z && u < z + 10)
-            .map(|z| u - z)
+        ZEROS.iter().find(|&&z| u >= z && u < z + 10).map(|z| u - z)
     }
 
     /// The digits of a value, folded to ASCII, and its separators.
@@ -912,6 +939,15 @@ pub(crate) mod validators {
             || ((p2 == 50 || (56..=69).contains(&p2)) && (12..=19).contains(&len))
     }
 
+    /// Digits grouped 3-2-4 (or 9 in a row), the shape of an SSN.
+    pub(crate) fn ssn_shaped(v: &str) -> bool {
+        let groups: Vec<usize> = v
+            .split(|c: char| digit_value(c).is_none() && !is_zero_width(c))
+            .map(|g| g.chars().filter(|c| digit_value(*c).is_some()).count())
+            .collect();
+        groups == [3, 2, 4] || groups == [9]
+    }
+
     /// SSN verdict.
     #[derive(Debug, PartialEq, Eq)]
     pub(crate) enum Ssn {
@@ -976,9 +1012,22 @@ pub(crate) mod validators {
         if intl {
             return phonenumber::parse(None, &norm).is_ok_and(|n| phonenumber::is_valid(&n));
         }
-        [Id::US, Id::GB, Id::DE, Id::FR, Id::IN, Id::AU, Id::CA, Id::ES, Id::IT, Id::NL, Id::JP, Id::BR]
-            .into_iter()
-            .any(|r| phonenumber::parse(Some(r), &norm).is_ok_and(|n| phonenumber::is_valid(&n)))
+        [
+            Id::US,
+            Id::GB,
+            Id::DE,
+            Id::FR,
+            Id::IN,
+            Id::AU,
+            Id::CA,
+            Id::ES,
+            Id::IT,
+            Id::NL,
+            Id::JP,
+            Id::BR,
+        ]
+        .into_iter()
+        .any(|r| phonenumber::parse(Some(r), &norm).is_ok_and(|n| phonenumber::is_valid(&n)))
     }
 
     /// IBAN: country code, length for that country, mod-97 = 1. Returns the
@@ -1009,7 +1058,11 @@ pub(crate) mod validators {
                 b'A'..=b'Z' => (b - b'A') as u32 + 10,
                 _ => return None,
             };
-            rem = if val >= 10 { (rem * 100 + val) % 97 } else { (rem * 10 + val) % 97 };
+            rem = if val >= 10 {
+                (rem * 100 + val) % 97
+            } else {
+                (rem * 10 + val) % 97
+            };
         }
         (rem == 1).then_some(end)
     }
@@ -1017,17 +1070,83 @@ pub(crate) mod validators {
     /// IBAN length per country (ISO 13616 registry).
     fn iban_length(c: &str) -> Option<usize> {
         Some(match c {
-            "AD" => 24, "AE" => 23, "AL" => 28, "AT" => 20, "AZ" => 28, "BA" => 20, "BE" => 16,
-            "BG" => 22, "BH" => 22, "BR" => 29, "BY" => 28, "CH" => 21, "CR" => 22, "CY" => 28,
-            "CZ" => 24, "DE" => 22, "DK" => 18, "DO" => 28, "EE" => 20, "EG" => 29, "ES" => 24,
-            "FI" => 18, "FO" => 18, "FR" => 27, "GB" => 22, "GE" => 22, "GI" => 23, "GL" => 18,
-            "GR" => 27, "GT" => 28, "HR" => 21, "HU" => 28, "IE" => 22, "IL" => 23, "IQ" => 23,
-            "IS" => 26, "IT" => 27, "JO" => 30, "KW" => 30, "KZ" => 20, "LB" => 28, "LC" => 32,
-            "LI" => 21, "LT" => 20, "LU" => 20, "LV" => 21, "MC" => 27, "MD" => 24, "ME" => 22,
-            "MK" => 19, "MR" => 27, "MT" => 31, "MU" => 30, "NL" => 18, "NO" => 15, "PK" => 24,
-            "PL" => 28, "PS" => 29, "PT" => 25, "QA" => 29, "RO" => 24, "RS" => 22, "SA" => 24,
-            "SC" => 31, "SE" => 24, "SI" => 19, "SK" => 24, "SM" => 27, "ST" => 25, "SV" => 28,
-            "TL" => 23, "TN" => 24, "TR" => 26, "UA" => 29, "VA" => 22, "VG" => 24, "XK" => 20,
+            "AD" => 24,
+            "AE" => 23,
+            "AL" => 28,
+            "AT" => 20,
+            "AZ" => 28,
+            "BA" => 20,
+            "BE" => 16,
+            "BG" => 22,
+            "BH" => 22,
+            "BR" => 29,
+            "BY" => 28,
+            "CH" => 21,
+            "CR" => 22,
+            "CY" => 28,
+            "CZ" => 24,
+            "DE" => 22,
+            "DK" => 18,
+            "DO" => 28,
+            "EE" => 20,
+            "EG" => 29,
+            "ES" => 24,
+            "FI" => 18,
+            "FO" => 18,
+            "FR" => 27,
+            "GB" => 22,
+            "GE" => 22,
+            "GI" => 23,
+            "GL" => 18,
+            "GR" => 27,
+            "GT" => 28,
+            "HR" => 21,
+            "HU" => 28,
+            "IE" => 22,
+            "IL" => 23,
+            "IQ" => 23,
+            "IS" => 26,
+            "IT" => 27,
+            "JO" => 30,
+            "KW" => 30,
+            "KZ" => 20,
+            "LB" => 28,
+            "LC" => 32,
+            "LI" => 21,
+            "LT" => 20,
+            "LU" => 20,
+            "LV" => 21,
+            "MC" => 27,
+            "MD" => 24,
+            "ME" => 22,
+            "MK" => 19,
+            "MR" => 27,
+            "MT" => 31,
+            "MU" => 30,
+            "NL" => 18,
+            "NO" => 15,
+            "PK" => 24,
+            "PL" => 28,
+            "PS" => 29,
+            "PT" => 25,
+            "QA" => 29,
+            "RO" => 24,
+            "RS" => 22,
+            "SA" => 24,
+            "SC" => 31,
+            "SE" => 24,
+            "SI" => 19,
+            "SK" => 24,
+            "SM" => 27,
+            "ST" => 25,
+            "SV" => 28,
+            "TL" => 23,
+            "TN" => 24,
+            "TR" => 26,
+            "UA" => 29,
+            "VA" => 22,
+            "VG" => 24,
+            "XK" => 20,
             _ => return None,
         })
     }
@@ -1038,13 +1157,21 @@ pub(crate) mod validators {
     pub(crate) fn email(v: &str) -> Option<usize> {
         let at = v.find(['@', '\u{FF20}', '\u{FE6B}'])?;
         let local = &v[..at];
-        if local.is_empty() || local.chars().count() > 64 || local.starts_with('.') || local.ends_with('.') {
+        if local.is_empty()
+            || local.chars().count() > 64
+            || local.starts_with('.')
+            || local.ends_with('.')
+        {
             return None;
         }
         let at_len = v[at..].chars().next()?.len_utf8();
         let domain = &v[at + at_len..];
         let labels: Vec<&str> = domain.split(['.', '\u{FF0E}', '\u{3002}']).collect();
-        if labels.len() < 2 || labels.iter().any(|l| l.is_empty() || l.chars().count() > 63) {
+        if labels.len() < 2
+            || labels
+                .iter()
+                .any(|l| l.is_empty() || l.chars().count() > 63)
+        {
             return None;
         }
         let tld = labels.last()?;
@@ -1066,7 +1193,9 @@ pub(crate) mod validators {
     /// JWT: the header decodes to a JSON object with `alg`.
     pub(crate) fn jwt(v: &str) -> bool {
         use base64::Engine as _;
-        let Some(h) = v.split('.').next() else { return false };
+        let Some(h) = v.split('.').next() else {
+            return false;
+        };
         base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(h)
             .ok()
@@ -1088,15 +1217,16 @@ pub(crate) mod validators {
     pub(crate) fn assignment_value(v: &str) -> Option<usize> {
         let sep = v.find([':', '='])?;
         let rest = &v[sep..];
-        let off = sep
-            + rest
-                .find(|c: char| !matches!(c, ':' | '=' | '>' | ' ' | '\t' | '"' | '\''))?;
+        let off =
+            sep + rest.find(|c: char| !matches!(c, ':' | '=' | '>' | ' ' | '\t' | '"' | '\''))?;
         let value = &v[off..];
         let upper = value.to_ascii_uppercase();
         if upper.contains("REDACTED") || upper.contains("EXAMPLE") || upper.contains("XXXX") {
             return None;
         }
-        if !value.bytes().any(|b| b.is_ascii_digit()) || !value.bytes().any(|b| b.is_ascii_alphabetic()) {
+        if !value.bytes().any(|b| b.is_ascii_digit())
+            || !value.bytes().any(|b| b.is_ascii_alphabetic())
+        {
             return None;
         }
         (entropy(value) >= 3.0).then_some(off)

@@ -146,14 +146,20 @@ pub(crate) fn redact_message(
     best_effort: bool,
 ) -> Result<(), RedactionError> {
     let Some(Value::Array(content)) = msg.get_mut("content") else {
-        return Err(RedactionError::Uninspectable("message without content".into()));
+        return Err(RedactionError::Uninspectable(
+            "message without content".into(),
+        ));
     };
     for (i, block) in content.iter_mut().enumerate() {
         match redact_block(r, block, &format!("response/content/{i}"), findings) {
             Ok(()) => {}
             Err(e) if best_effort => {
                 tracing::warn!(target: "skillgate::redaction", error = %e, "content left uninspected (best effort)");
-                findings.push(Finding::new("UNINSPECTED", 1, format!("response/content/{i}")));
+                findings.push(Finding::new(
+                    "UNINSPECTED",
+                    1,
+                    format!("response/content/{i}"),
+                ));
             }
             Err(e) => return Err(e),
         }

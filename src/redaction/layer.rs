@@ -85,7 +85,9 @@ impl RedactionLayerBuilder {
             redactor: self.redactor.unwrap_or_default(),
             mode: self.mode,
             requests: self.requests,
-            max_response_bytes: self.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+            max_response_bytes: self
+                .max_response_bytes
+                .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
         }
     }
 }
@@ -232,7 +234,10 @@ async fn redact_response(
             Some(failure(&e))
         } else {
             tracing::warn!(target: "skillgate::redaction", error = %e, "response passed uninspected (best effort)");
-            record(audit.as_ref(), vec![Finding::new("UNINSPECTED", 1, "response")]);
+            record(
+                audit.as_ref(),
+                vec![Finding::new("UNINSPECTED", 1, "response")],
+            );
             None
         }
     };
@@ -279,7 +284,10 @@ async fn redact_response(
         Err(e) if strict => failure(&e),
         Err(e) => {
             tracing::warn!(target: "skillgate::redaction", error = %e, "response passed uninspected (best effort)");
-            record(audit.as_ref(), vec![Finding::new("UNINSPECTED", 1, "response")]);
+            record(
+                audit.as_ref(),
+                vec![Finding::new("UNINSPECTED", 1, "response")],
+            );
             Response::from_parts(parts, Body::from(bytes))
         }
     }
@@ -360,9 +368,14 @@ impl RedactionBody {
         };
         let rest = s.finish()?;
         if !rest.is_empty() {
-            self.queue.push_back(Self::delta_event(index, kind, field, &rest));
+            self.queue
+                .push_back(Self::delta_event(index, kind, field, &rest));
         }
-        push_findings(&mut self.findings, s.findings(), &format!("response/content/{index}/{path}"));
+        push_findings(
+            &mut self.findings,
+            s.findings(),
+            &format!("response/content/{index}/{path}"),
+        );
         Ok(())
     }
 
@@ -394,7 +407,11 @@ impl RedactionBody {
                 let block = v
                     .get_mut("content_block")
                     .ok_or_else(|| bad("content_block_start without block"))?;
-                let ty = block.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let ty = block
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
                 let path = format!("response/content/{index}");
                 match ty.as_str() {
                     "text" => {
@@ -409,11 +426,17 @@ impl RedactionBody {
                         } else {
                             block["text"] = Value::String(String::new());
                             self.queue.push_back(
-                                SseEvent::new(Some("content_block_start"), &v.to_string()).to_bytes(),
+                                SseEvent::new(Some("content_block_start"), &v.to_string())
+                                    .to_bytes(),
                             );
                             let out = s.push(&initial)?;
                             if !out.is_empty() {
-                                self.queue.push_back(Self::delta_event(index, "text_delta", "text", &out));
+                                self.queue.push_back(Self::delta_event(
+                                    index,
+                                    "text_delta",
+                                    "text",
+                                    &out,
+                                ));
                             }
                         }
                         self.blocks.insert(index, BlockState::Text(s));
@@ -421,18 +444,26 @@ impl RedactionBody {
                     "tool_use" | "server_tool_use" | "mcp_tool_use" => {
                         let mut f = Vec::new();
                         if let Some(input) = block.get_mut("input") {
-                            redact_json_value(&self.redactor, input, &format!("{path}/input"), &mut f);
+                            redact_json_value(
+                                &self.redactor,
+                                input,
+                                &format!("{path}/input"),
+                                &mut f,
+                            );
                         }
                         if f.is_empty() {
                             self.queue.push_back(ev.raw().clone());
                         } else {
                             self.queue.push_back(
-                                SseEvent::new(Some("content_block_start"), &v.to_string()).to_bytes(),
+                                SseEvent::new(Some("content_block_start"), &v.to_string())
+                                    .to_bytes(),
                             );
                             self.findings.extend(f);
                         }
-                        self.blocks
-                            .insert(index, BlockState::Json(Box::new(self.redactor.stream_json())));
+                        self.blocks.insert(
+                            index,
+                            BlockState::Json(Box::new(self.redactor.stream_json())),
+                        );
                     }
                     "thinking" | "redacted_thinking" => {
                         self.queue.push_back(ev.raw().clone());
@@ -445,7 +476,8 @@ impl RedactionBody {
                             self.queue.push_back(ev.raw().clone());
                         } else {
                             self.queue.push_back(
-                                SseEvent::new(Some("content_block_start"), &v.to_string()).to_bytes(),
+                                SseEvent::new(Some("content_block_start"), &v.to_string())
+                                    .to_bytes(),
                             );
                             self.findings.extend(f);
                         }
@@ -469,7 +501,12 @@ impl RedactionBody {
                             .ok_or_else(|| bad("text_delta without text"))?;
                         let out = s.push(text)?;
                         if !out.is_empty() {
-                            self.queue.push_back(Self::delta_event(index, "text_delta", "text", &out));
+                            self.queue.push_back(Self::delta_event(
+                                index,
+                                "text_delta",
+                                "text",
+                                &out,
+                            ));
                         }
                         Ok(())
                     }
@@ -503,7 +540,8 @@ impl RedactionBody {
                             self.queue.push_back(ev.raw().clone());
                         } else {
                             self.queue.push_back(
-                                SseEvent::new(Some("content_block_delta"), &v.to_string()).to_bytes(),
+                                SseEvent::new(Some("content_block_delta"), &v.to_string())
+                                    .to_bytes(),
                             );
                             self.findings.extend(f);
                         }
@@ -529,7 +567,8 @@ impl RedactionBody {
     /// failure and passes the rest through unchanged (best effort).
     fn fail(&mut self, e: RedactionError) {
         tracing::error!(target: "skillgate::redaction", error = %e, "stream redaction failed");
-        self.findings.push(Finding::new("UNINSPECTED", 1, "response"));
+        self.findings
+            .push(Finding::new("UNINSPECTED", 1, "response"));
         let data = json!({
             "type": "error",
             "error": {
@@ -552,7 +591,9 @@ impl RedactionBody {
     fn on_chunk(&mut self, chunk: &[u8]) {
         let events = match self.decoder.push(chunk) {
             Ok(evs) => evs,
-            Err(e) => return self.fail(RedactionError::Uninspectable(format!("event stream: {e}"))),
+            Err(e) => {
+                return self.fail(RedactionError::Uninspectable(format!("event stream: {e}")));
+            }
         };
         for ev in events {
             let raw = ev.raw().clone();
@@ -560,7 +601,8 @@ impl RedactionBody {
                 if self.mode == Mode::BestEffort {
                     // The event cannot be inspected: it passes as it came.
                     tracing::warn!(target: "skillgate::redaction", error = %e, "stream content passed uninspected (best effort)");
-                    self.findings.push(Finding::new("UNINSPECTED", 1, "response"));
+                    self.findings
+                        .push(Finding::new("UNINSPECTED", 1, "response"));
                     self.queue.push_back(raw);
                     continue;
                 }

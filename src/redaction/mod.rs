@@ -280,7 +280,8 @@ impl Redactor {
         let mut at = 0;
         for s in spans {
             out.push_str(&text[at..s.start]);
-            self.ops.apply(&s.entity_type, &text[s.start..s.end], &mut out);
+            self.ops
+                .apply(&s.entity_type, &text[s.start..s.end], &mut out);
             *findings.entry(s.entity_type.to_string()).or_insert(0) += 1;
             at = s.end;
         }

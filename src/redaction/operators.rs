@@ -85,7 +85,11 @@ impl TokenVault {
         while let Some(i) = rest.find('[') {
             out.push_str(&rest[..i]);
             let tail = &rest[i..];
-            match tail.find(']').map(|j| &tail[..=j]).and_then(|t| m.get(t).map(|v| (t, v))) {
+            match tail
+                .find(']')
+                .map(|j| &tail[..=j])
+                .and_then(|t| m.get(t).map(|v| (t, v)))
+            {
                 Some((t, v)) => {
                     out.push_str(v);
                     rest = &tail[t.len()..];

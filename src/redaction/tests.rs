@@ -31,7 +31,12 @@ fn cases() -> Vec<Case> {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .map(|s| (s["type"].as_str().unwrap().into(), s["text"].as_str().unwrap().into()))
+                    .map(|s| {
+                        (
+                            s["type"].as_str().unwrap().into(),
+                            s["text"].as_str().unwrap().into(),
+                        )
+                    })
                     .collect(),
             }
         })
@@ -71,7 +76,11 @@ fn fixture_cases_detected_exactly() {
     let all = cases();
     assert!(all.len() >= 20);
     for c in &all {
-        let text = if c.kind.starts_with("streaming_") { sse_text(&c.input) } else { c.input.clone() };
+        let text = if c.kind.starts_with("streaming_") {
+            sse_text(&c.input)
+        } else {
+            c.input.clone()
+        };
         let got = found(&r, &text);
         assert_eq!(got.len(), c.expected.len(), "case {}: got {got:?}", c.id);
         for ((et, ev), (gt, gv)) in c.expected.iter().zip(&got) {
@@ -83,7 +92,12 @@ fn fixture_cases_detected_exactly() {
         for (_, v) in &c.expected {
             assert!(!out.text.contains(v.as_str()), "case {}", c.id);
         }
-        assert_eq!(r.redact_text(&out.text).text, out.text, "case {} not idempotent", c.id);
+        assert_eq!(
+            r.redact_text(&out.text).text,
+            out.text,
+            "case {} not idempotent",
+            c.id
+        );
     }
 }
 
@@ -106,7 +120,12 @@ fn fixture_streaming_cases_through_the_engine() {
             }
         }
         emitted.push_str(&s.finish().unwrap());
-        assert_eq!(emitted, r.redact_text(&sse_text(&c.input)).text, "case {}", c.id);
+        assert_eq!(
+            emitted,
+            r.redact_text(&sse_text(&c.input)).text,
+            "case {}",
+            c.id
+        );
     }
 }
 
@@ -116,7 +135,10 @@ fn assert_no_fragment(emitted: &str, value: &str, id: &str) {
     assert!(!emitted.contains(value), "case {id}: value emitted");
     for n in 4..value.len() {
         if value.is_char_boundary(n) {
-            assert!(!emitted.ends_with(&value[..n]), "case {id}: emitted ends with a fragment {n} bytes long");
+            assert!(
+                !emitted.ends_with(&value[..n]),
+                "case {id}: emitted ends with a fragment {n} bytes long"
+            );
         }
     }
 }
@@ -124,7 +146,10 @@ fn assert_no_fragment(emitted: &str, value: &str, id: &str) {
 #[test]
 fn request_field_case_masks_system() {
     let r = Redactor::new();
-    let c = cases().into_iter().find(|c| c.kind == "request_field_coverage").unwrap();
+    let c = cases()
+        .into_iter()
+        .find(|c| c.kind == "request_field_coverage")
+        .unwrap();
     let mut v: Value = serde_json::from_str(&c.input).unwrap();
     let mut f = Vec::new();
     json::redact_request(&r, &mut v, &mut f);
@@ -142,39 +167,119 @@ fn one(r: &Redactor, text: &str) -> Option<(String, String)> {
 fn detectors_positive_and_negative() {
     let r = Redactor::new();
     let yes: &[(&str, &str, &str)] = &[
-        ("card 5555-5555-5555-4444 ok", "CREDIT_CARD", "5555-5555-5555-4444"),
-        ("card 4111.1111.1111.1111 ok", "CREDIT_CARD", "4111.1111.1111.1111"),
-        ("card ４１１１１１１１１１１１１１１１ ok", "CREDIT_CARD", "４１１１１１１１１１１１１１１１"),
-        ("card 4111\u{200B}1111\u{200B}1111\u{200B}1111 ok", "CREDIT_CARD", "4111\u{200B}1111\u{200B}1111\u{200B}1111"),
+        (
+            "card 5555-5555-5555-4444 ok",
+            "CREDIT_CARD",
+            "5555-5555-5555-4444",
+        ),
+        (
+            "card 4111.1111.1111.1111 ok",
+            "CREDIT_CARD",
+            "4111.1111.1111.1111",
+        ),
+        (
+            "card ４１１１１１１１１１１１１１１１ ok",
+            "CREDIT_CARD",
+            "４１１１１１１１１１１１１１１１",
+        ),
+        (
+            "card 4111\u{200B}1111\u{200B}1111\u{200B}1111 ok",
+            "CREDIT_CARD",
+            "4111\u{200B}1111\u{200B}1111\u{200B}1111",
+        ),
         ("ssn 123-45-6789.", "US_SSN", "123-45-6789"),
-        ("mail a.b+tag@example.co.uk!", "EMAIL_ADDRESS", "a.b+tag@example.co.uk"),
-        ("mail josé@bücher.example ok", "EMAIL_ADDRESS", "josé@bücher.example"),
-        ("call +1 415 555 2671 now", "PHONE_NUMBER", "+1 415 555 2671"),
+        (
+            "mail a.b+tag@example.co.uk!",
+            "EMAIL_ADDRESS",
+            "a.b+tag@example.co.uk",
+        ),
+        (
+            "mail josé@bücher.example ok",
+            "EMAIL_ADDRESS",
+            "josé@bücher.example",
+        ),
+        (
+            "call +1 415 555 2671 now",
+            "PHONE_NUMBER",
+            "+1 415 555 2671",
+        ),
         ("call (415) 555-2671 now", "PHONE_NUMBER", "(415) 555-2671"),
-        ("call +44 20 7946 0958 now", "PHONE_NUMBER", "+44 20 7946 0958"),
-        ("iban DE89 3704 0044 0532 0130 00 thanks", "IBAN_CODE", "DE89 3704 0044 0532 0130 00"),
-        ("iban GB82WEST12345698765432.", "IBAN_CODE", "GB82WEST12345698765432"),
+        (
+            "call +44 20 7946 0958 now",
+            "PHONE_NUMBER",
+            "+44 20 7946 0958",
+        ),
+        (
+            "iban DE89 3704 0044 0532 0130 00 thanks",
+            "IBAN_CODE",
+            "DE89 3704 0044 0532 0130 00",
+        ),
+        (
+            "iban GB82WEST12345698765432.",
+            "IBAN_CODE",
+            "GB82WEST12345698765432",
+        ),
         ("host 192.168.10.254 up", "IP_ADDRESS", "192.168.10.254"),
-        ("host 2001:db8::8a2e:370:7334 up", "IP_ADDRESS", "2001:db8::8a2e:370:7334"),
-        ("key AKIAIOSFODNN7EXAMPLE used", "AWS_ACCESS_KEY", "AKIAIOSFODNN7EXAMPLE"),
-        ("t ghp_0123456789abcdefghijABCDEFGHIJ012345 x", "GITHUB_TOKEN", "ghp_0123456789abcdefghijABCDEFGHIJ012345"),
-        ("t xoxb-1234567890-abcdefghij x", "SLACK_TOKEN", "xoxb-1234567890-abcdefghij"),
-        ("k sk-proj-abcDEF0123456789ghijKLMN x", "OPENAI_API_KEY", "sk-proj-abcDEF0123456789ghijKLMN"),
-        ("db postgres://app:s3cr3tPass@db.internal/x", "URL_CREDENTIALS", "s3cr3tPass"),
+        (
+            "host 2001:db8::8a2e:370:7334 up",
+            "IP_ADDRESS",
+            "2001:db8::8a2e:370:7334",
+        ),
+        (
+            "key AKIAIOSFODNN7EXAMPLE used",
+            "AWS_ACCESS_KEY",
+            "AKIAIOSFODNN7EXAMPLE",
+        ),
+        (
+            "t ghp_0123456789abcdefghijABCDEFGHIJ012345 x",
+            "GITHUB_TOKEN",
+            "ghp_0123456789abcdefghijABCDEFGHIJ012345",
+        ),
+        (
+            "t xoxb-1234567890-abcdefghij x",
+            "SLACK_TOKEN",
+            "xoxb-1234567890-abcdefghij",
+        ),
+        (
+            "k sk-proj-abcDEF0123456789ghijKLMN x",
+            "OPENAI_API_KEY",
+            "sk-proj-abcDEF0123456789ghijKLMN",
+        ),
+        (
+            "db postgres://app:s3cr3tPass@db.internal/x",
+            "URL_CREDENTIALS",
+            "s3cr3tPass",
+        ),
         (
             "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLXZhbHVl end",
             "JWT",
             "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLXZhbHVl",
         ),
-        ("password = 'Xy7kQ2mPz9LwR4tB'", "GENERIC_SECRET", "Xy7kQ2mPz9LwR4tB"),
-        ("export ANTHROPIC_API_KEY=sk-ant-api03-abcdefghijklmnop0123456789ABCD\n", "ANTHROPIC_API_KEY", "sk-ant-api03-abcdefghijklmnop0123456789ABCD"),
+        (
+            "password = 'Xy7kQ2mPz9LwR4tB'",
+            "GENERIC_SECRET",
+            "Xy7kQ2mPz9LwR4tB",
+        ),
+        (
+            "export ANTHROPIC_API_KEY=sk-ant-api03-abcdefghijklmnop0123456789ABCD\n",
+            "ANTHROPIC_API_KEY",
+            "sk-ant-api03-abcdefghijklmnop0123456789ABCD",
+        ),
     ];
     for (text, ty, value) in yes {
         let got = one(&r, text);
-        assert_eq!(got, Some(((*ty).to_owned(), (*value).to_owned())), "{text:?}");
+        assert_eq!(
+            got,
+            Some(((*ty).to_owned(), (*value).to_owned())),
+            "{text:?}"
+        );
     }
-    let pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----";
-    assert_eq!(one(&r, &format!("key:\n{pem}\n")), Some(("PRIVATE_KEY".into(), pem.into())));
+    let pem =
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----";
+    assert_eq!(
+        one(&r, &format!("key:\n{pem}\n")),
+        Some(("PRIVATE_KEY".into(), pem.into()))
+    );
     let escaped = pem.replace('\n', "\\n");
     let json_text = format!("{{\"k\":\"{escaped}\"}}");
     let out = r.redact_json_text(&json_text);
@@ -210,27 +315,51 @@ fn operators() {
     let out = r.redact_text("4111-1111-1111-1111 a@example.com 123-45-6789");
     let parts: Vec<&str> = out.text.split(' ').collect();
     assert_eq!(parts[0], "****-****-****-1111");
-    assert!(parts[1].starts_with("[EMAIL_ADDRESS:hmac:") && parts[1].len() == "[EMAIL_ADDRESS:hmac:]".len() + 16);
+    assert!(
+        parts[1].starts_with("[EMAIL_ADDRESS:hmac:")
+            && parts[1].len() == "[EMAIL_ADDRESS:hmac:]".len() + 16
+    );
     assert!(parts[2].starts_with("[US_SSN:tok:"));
     // Stable for a key, different for another key.
     assert_eq!(r.redact_text("a@example.com").text, parts[1]);
-    let other = Redactor::builder().operator("EMAIL_ADDRESS", Operator::Hash).hmac_key(b"k2".to_vec()).build().unwrap();
+    let other = Redactor::builder()
+        .operator("EMAIL_ADDRESS", Operator::Hash)
+        .hmac_key(b"k2".to_vec())
+        .build()
+        .unwrap();
     assert_ne!(other.redact_text("a@example.com").text, parts[1]);
     // Reversible tokens, and every output is left alone.
-    assert_eq!(r.vault().restore(&out.text).split(' ').nth(2), Some("123-45-6789"));
+    assert_eq!(
+        r.vault().restore(&out.text).split(' ').nth(2),
+        Some("123-45-6789")
+    );
     assert_eq!(r.redact_text(&out.text).text, out.text);
-    assert_eq!(out.findings, BTreeMap::from([("CREDIT_CARD".into(), 1), ("EMAIL_ADDRESS".into(), 1), ("US_SSN".into(), 1)]));
+    assert_eq!(
+        out.findings,
+        BTreeMap::from([
+            ("CREDIT_CARD".into(), 1),
+            ("EMAIL_ADDRESS".into(), 1),
+            ("US_SSN".into(), 1)
+        ])
+    );
 }
 
 #[test]
 fn configuration_errors_are_clear() {
-    assert!(matches!(Redactor::builder().entity_types(["NOPE"]).build(), Err(RedactionError::Config(_))));
     assert!(matches!(
-        Redactor::builder().custom_pattern(CustomPattern::new("EMP", "(")).build(),
+        Redactor::builder().entity_types(["NOPE"]).build(),
         Err(RedactionError::Config(_))
     ));
     assert!(matches!(
-        Redactor::builder().custom_pattern(CustomPattern::new("bad type", "x")).build(),
+        Redactor::builder()
+            .custom_pattern(CustomPattern::new("EMP", "("))
+            .build(),
+        Err(RedactionError::Config(_))
+    ));
+    assert!(matches!(
+        Redactor::builder()
+            .custom_pattern(CustomPattern::new("bad type", "x"))
+            .build(),
         Err(RedactionError::Config(_))
     ));
     let r = Redactor::builder()
@@ -239,7 +368,10 @@ fn configuration_errors_are_clear() {
         .build()
         .unwrap();
     let out = r.redact_text("EMP-123456 a@example.com 4111 1111 1111 1111");
-    assert_eq!(out.text, "[REDACTED:EMPLOYEE_ID] [REDACTED:EMAIL_ADDRESS] 4111 1111 1111 1111");
+    assert_eq!(
+        out.text,
+        "[REDACTED:EMPLOYEE_ID] [REDACTED:EMAIL_ADDRESS] 4111 1111 1111 1111"
+    );
 }
 
 #[test]
@@ -258,7 +390,13 @@ fn hold_back_is_bounded() {
 fn sample_texts() -> Vec<String> {
     let mut v: Vec<String> = cases()
         .iter()
-        .map(|c| if c.kind.starts_with("streaming_") { sse_text(&c.input) } else { c.input.clone() })
+        .map(|c| {
+            if c.kind.starts_with("streaming_") {
+                sse_text(&c.input)
+            } else {
+                c.input.clone()
+            }
+        })
         .collect();
     v.push(
         "Pay 4111 1111 1111 1111 or 3782 822463 10005; SSN: 987-65-4321, 123-45-6789. \
