@@ -25,7 +25,8 @@ pub enum Operator {
     /// `[REDACTED:ENTITY_TYPE]` (the default).
     Replace,
     /// Every letter and digit becomes `*` except the last `keep_last`
-    /// (separators stay), e.g. `**** **** **** 1111`. `keep_last` is capped at 4.
+    /// (separators stay), e.g. `**** **** **** 1111`. `keep_last` is capped at 4
+    /// and at less than half of the value's letters and digits.
     Mask {
         /// Letters/digits left visible at the end (0–4).
         #[serde(default)]
@@ -169,6 +170,8 @@ impl Operators {
 /// Letters and digits → `*`, except the last `keep`; zero-width characters dropped.
 fn mask(value: &str, keep: usize, out: &mut String) {
     let total = value.chars().filter(|c| c.is_alphanumeric()).count();
+    // Never show half or more of a short value (an IPv4 address has 4–12 digits).
+    let keep = keep.min(total.saturating_sub(1) / 2);
     let mut seen = 0;
     for c in value.chars() {
         if matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}') {
