@@ -550,7 +550,14 @@ impl Detector {
             return Verdict::No;
         }
         let v = &text[s..e];
-        let before_text = if escaped { "" } else { &text[..s] };
+        // A value right after an escape (`\n4111…`) starts at a boundary too.
+        let after_escape =
+            json && s >= 1 && text.is_char_boundary(s - 1) && escaped_at(text, s - 1);
+        let before_text = if escaped || after_escape {
+            ""
+        } else {
+            &text[..s]
+        };
         let before = before_text.chars().next_back();
         let after = text[e..].chars().next();
         let yes = |a: usize, b: usize| Verdict::Yes(a, b, pid);
