@@ -429,6 +429,7 @@ impl Detector {
     /// Runs the search over starts in `[from, until)`; every match found there
     /// ends before `text.len()` when `!last` (the liveness check guarantees
     /// it). Returns how far the text is decided.
+    #[allow(clippy::too_many_arguments)]
     fn scan(
         &self,
         text: &str,
@@ -880,7 +881,7 @@ pub(crate) mod validators {
             }
             sum += x;
         }
-        sum % 10 == 0
+        sum.is_multiple_of(10)
     }
 
     /// Byte lengths of the prefixes of a card candidate worth trying, longest
