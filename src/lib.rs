@@ -15,6 +15,7 @@ pub mod identity;
 pub mod integrations;
 mod json;
 pub mod policy;
+pub mod redaction;
 pub mod upstream;
 pub mod wire;
 

@@ -67,6 +67,8 @@ pub struct GatewayConfig {
     pub budgets: crate::budget::BudgetConfig,
     /// Human approval (`[approval]`, see `docs/approvals.md`).
     pub approval: crate::approval::ApprovalConfig,
+    /// PII and secret redaction (`[redaction]`, see `docs/redaction.md`); off by default.
+    pub redaction: crate::redaction::RedactionConfig,
 }
 
 impl Default for GatewayConfig {
@@ -82,6 +84,7 @@ impl Default for GatewayConfig {
             federation: FederationConfig::default(),
             budgets: crate::budget::BudgetConfig::default(),
             approval: crate::approval::ApprovalConfig::default(),
+            redaction: crate::redaction::RedactionConfig::default(),
         }
     }
 }
@@ -802,6 +805,11 @@ impl GatewayConfig {
             }
             a
         });
+        if let Some(layer) = crate::redaction::RedactionLayer::from_config(&self.redaction)
+            .map_err(|e| ConfigError::Invalid(format!("redaction: {e}")))?
+        {
+            b = b.redaction(layer);
+        }
         let gateway = b
             .build()
             .map_err(|e: BuildError| ConfigError::Invalid(e.to_string()))?;

@@ -4,12 +4,12 @@
 //! [`serve`] (HTTP/1.1 + HTTP/2 server with graceful shutdown).
 //!
 //! Request path: **Audit → TokenEndpoint → Identity → Policy → Budget →
-//! ForwardGuard → inner service** (usually [`Upstream`](crate::upstream::Upstream));
+//! Redaction → ForwardGuard → inner service** (usually [`Upstream`](crate::upstream::Upstream));
 //! the response travels back out the same way. The token endpoint
 //! ([`federation`](crate::identity::federation)) answers only
 //! `POST /v1/oauth/token` and only when configured; policy and budget run
-//! when configured. Later layers (approval, redaction) slot in between
-//! policy and the guard.
+//! when configured, and so does redaction. The approval layer slots in
+//! between policy and budget.
 //!
 //! ```
 //! # #[cfg(feature = "sqlite")] {
@@ -64,6 +64,7 @@ use crate::budget::{BudgetLayer, BudgetService};
 use crate::identity::federation::{TokenEndpointLayer, TokenEndpointService};
 use crate::identity::{IdentityLayer, IdentityService, TokenVerifier};
 use crate::policy::{PolicyLayer, PolicyService};
+use crate::redaction::{RedactionLayer, RedactionService};
 
 /// A boxed, cloneable gateway service, as [`Gateway::service`] returns.
 pub type GatewayService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
@@ -96,6 +97,7 @@ pub struct Gateway {
     budget: Option<BudgetLayer>,
     approval: Option<ApprovalLayer>,
     approval_api: Option<ApprovalApiLayer>,
+    redaction: Option<RedactionLayer>,
 }
 
 /// Builder for [`Gateway`].
@@ -114,6 +116,7 @@ pub struct GatewayBuilder {
     approvals: Option<Approvals>,
     webhook_callbacks: Option<crate::approval::webhook::WebhookCallbacks>,
     raw_body_key: Option<crate::audit::BodyKey>,
+    redaction: Option<RedactionLayer>,
 }
 
 /// What is missing from a [`GatewayBuilder`].
@@ -144,6 +147,7 @@ impl Gateway {
             guard: self.guard.clone(),
             budget: self.budget.clone(),
             approval: self.approval.clone(),
+            redaction: self.redaction.clone(),
         }
     }
 
@@ -297,6 +301,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// Mask PII and secrets in responses (and, if the layer says so, in
+    /// prompts) with this layer, between the budget layer and the forward
+    /// guard. Without one, nothing is redacted.
+    pub fn redaction(mut self, layer: RedactionLayer) -> Self {
+        self.redaction = Some(layer);
+        self
+    }
+
     /// Builds the gateway.
     ///
     /// # Errors
@@ -347,12 +359,13 @@ impl GatewayBuilder {
                 None => ForwardGuardLayer::new(),
             },
             budget: self.budget,
+            redaction: self.redaction,
         })
     }
 }
 
 /// Audit → TokenEndpoint → Identity → Policy (if configured) → Budget (if
-/// configured) → ForwardGuard, as one [`Layer`].
+/// configured) → Redaction (if configured) → ForwardGuard, as one [`Layer`].
 #[derive(Clone)]
 pub struct GatewayLayer {
     audit: AuditLayer,
@@ -363,6 +376,7 @@ pub struct GatewayLayer {
     guard: ForwardGuardLayer,
     budget: Option<BudgetLayer>,
     approval: Option<ApprovalLayer>,
+    redaction: Option<RedactionLayer>,
 }
 
 /// The service a [`GatewayLayer`] makes around `S`.
@@ -376,12 +390,19 @@ pub type GatewayLayerService<S> = AuditService<
 pub type Approved<S> = Either<ApprovalService<Budgeted<S>>, Budgeted<S>>;
 
 /// The guarded service with the budget layer in front, if configured.
-pub type Budgeted<S> = Either<BudgetService<ForwardGuard<S>>, ForwardGuard<S>>;
+pub type Budgeted<S> = Either<BudgetService<Redacted<S>>, Redacted<S>>;
+
+/// The guarded service with the redaction layer in front, if configured.
+pub type Redacted<S> = Either<RedactionService<ForwardGuard<S>>, ForwardGuard<S>>;
 
 impl<S> Layer<S> for GatewayLayer {
     type Service = GatewayLayerService<S>;
     fn layer(&self, inner: S) -> Self::Service {
         let guarded = self.guard.layer(inner);
+        let guarded = match &self.redaction {
+            Some(r) => Either::Left(r.layer(guarded)),
+            None => Either::Right(guarded),
+        };
         let budgeted = match &self.budget {
             Some(b) => Either::Left(b.layer(guarded)),
             None => Either::Right(guarded),

@@ -226,6 +226,7 @@ struct Shared {
     token_exchanges: AtomicUsize,
     access_token_lifetime: Mutex<Duration>,
     access_tokens: Mutex<HashMap<String, IssuedToken>>,
+    replay: Mutex<Option<String>>,
 }
 
 /// An access token the token endpoint issued.
@@ -271,6 +272,7 @@ impl StandIn {
             completed_streams: AtomicUsize::new(0),
             token_exchanges: AtomicUsize::new(0),
             access_tokens: Mutex::new(HashMap::new()),
+            replay: Mutex::new(None),
         });
         let app = Router::new()
             .fallback(handle)
@@ -289,6 +291,13 @@ impl StandIn {
             shared,
             server,
         }
+    }
+
+    /// From now on, every streamed `POST /v1/messages` is answered with
+    /// exactly this SSE transcript (one write per event, bytes verbatim);
+    /// `None` goes back to the normal reply.
+    pub fn set_replay(&self, transcript: Option<&str>) {
+        *lock(&self.shared.replay) = transcript.map(str::to_owned);
     }
 
     /// `http://127.0.0.1:PORT`, with no trailing slash.
@@ -677,6 +686,17 @@ impl Call<'_> {
         let input_tokens = input_tokens_for(&request);
         let prompt = last_user_text(&request);
 
+        let replay = lock(&self.shared.replay).clone();
+        if let (true, Some(transcript)) = (stream, replay) {
+            let events = transcript
+                .split_inclusive("\n\n")
+                .map(|e| Event {
+                    pause_before: Duration::ZERO,
+                    bytes: Bytes::from(e.to_owned()),
+                })
+                .collect();
+            return sse_response(self.shared, events);
+        }
         if stream {
             let events = stream_events(&model, &prompt, input_tokens);
             return sse_response(self.shared, events);

@@ -1,0 +1,70 @@
+//! Redaction speed: whole texts (clean prose, prose with numbers, PII-dense)
+//! and the streaming engine fed ~20-byte `text_delta`s. Figures in
+//! docs/benchmarks.md; precision/recall and the Presidio comparison in
+//! benches/presidio_compare.py.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use skillgate::redaction::Redactor;
+
+#[path = "support/corpus.rs"]
+#[allow(dead_code)]
+mod corpus;
+
+const SIZE: usize = 1 << 20;
+
+fn whole(c: &mut Criterion) {
+    let r = Redactor::new();
+    let clean = corpus::clean_prose(1, SIZE);
+    let numeric = corpus::numeric_prose(2, SIZE);
+    let (dense, _) = corpus::dense(3, SIZE);
+    let mut g = c.benchmark_group("redact_text");
+    g.sample_size(10);
+    for (name, text) in [
+        ("clean_prose", &clean),
+        ("numeric_prose", &numeric),
+        ("pii_dense", &dense),
+    ] {
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| std::hint::black_box(r.redact_text(text)))
+        });
+    }
+    g.finish();
+}
+
+fn stream(c: &mut Criterion) {
+    let r = Redactor::new();
+    let mut g = c.benchmark_group("stream_20_byte_deltas");
+    g.sample_size(10);
+    for (name, text) in [
+        ("numeric_prose", corpus::numeric_prose(4, 64 << 10)),
+        ("pii_dense", corpus::dense(5, 64 << 10).0),
+    ] {
+        let mut deltas = Vec::new();
+        let mut at = 0;
+        while at < text.len() {
+            let mut end = (at + 20).min(text.len());
+            while !text.is_char_boundary(end) {
+                end += 1;
+            }
+            deltas.push(&text[at..end]);
+            at = end;
+        }
+        g.throughput(Throughput::Elements(deltas.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut s = r.stream();
+                let mut n = 0;
+                for d in &deltas {
+                    n += s.push(d).map(|o| o.len()).unwrap_or(0);
+                }
+                n += s.finish().map(|o| o.len()).unwrap_or(0);
+                std::hint::black_box(n)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, whole, stream);
+criterion_main!(benches);

@@ -1,0 +1,1259 @@
+//! Detectors: one multi-pattern search, then validators.
+//!
+//! Every built-in detector is one pattern of a single
+//! [`regex_automata::meta::Regex`] built with `new_many` (leftmost-first, in
+//! the priority order of [`BUILTIN`]); each candidate the search yields goes
+//! through its validator (Luhn, issuer prefix, SSA rules, libphonenumber,
+//! mod-97, …). A candidate that fails is retried with every other pattern
+//! anchored at the same start; if none validates, the search moves on by one
+//! character. Matches never overlap.
+//!
+//! The same procedure runs on whole texts ([`Detector::detect`]) and, with a
+//! liveness check per start position, on text arriving in pieces
+//! ([`Detector::detect_partial`], used by the streaming engine): that is what
+//! makes the streamed result equal the whole-text result for any chunking.
+
+use std::sync::Arc;
+
+use regex_automata::hybrid::dfa::{Cache as DfaCache, DFA};
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input, MatchKind, meta};
+
+use super::RedactionError;
+
+/// Entity type names of the built-in detectors.
+pub mod entity {
+    /// Payment card number (PAN).
+    pub const CREDIT_CARD: &str = "CREDIT_CARD";
+    /// US Social Security number.
+    pub const US_SSN: &str = "US_SSN";
+    /// E-mail address.
+    pub const EMAIL_ADDRESS: &str = "EMAIL_ADDRESS";
+    /// Telephone number.
+    pub const PHONE_NUMBER: &str = "PHONE_NUMBER";
+    /// International Bank Account Number.
+    pub const IBAN_CODE: &str = "IBAN_CODE";
+    /// IPv4 or IPv6 address.
+    pub const IP_ADDRESS: &str = "IP_ADDRESS";
+    /// Anthropic API or admin key (`sk-ant-…`).
+    pub const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
+    /// OpenAI API key (`sk-…`, `sk-proj-…`).
+    pub const OPENAI_API_KEY: &str = "OPENAI_API_KEY";
+    /// AWS access key id (`AKIA…`, `ASIA…`).
+    pub const AWS_ACCESS_KEY: &str = "AWS_ACCESS_KEY";
+    /// GitHub token (`ghp_…`, `github_pat_…`).
+    pub const GITHUB_TOKEN: &str = "GITHUB_TOKEN";
+    /// Slack token (`xoxb-…`).
+    pub const SLACK_TOKEN: &str = "SLACK_TOKEN";
+    /// PEM private key block.
+    pub const PRIVATE_KEY: &str = "PRIVATE_KEY";
+    /// JSON Web Token.
+    pub const JWT: &str = "JWT";
+    /// Password in a URL's user-info (`scheme://user:password@host`).
+    pub const URL_CREDENTIALS: &str = "URL_CREDENTIALS";
+    /// Value assigned to a secret-looking name (`api_key = "…"`).
+    pub const GENERIC_SECRET: &str = "GENERIC_SECRET";
+
+    /// Every built-in entity type.
+    pub const ALL: &[&str] = &[
+        CREDIT_CARD,
+        US_SSN,
+        EMAIL_ADDRESS,
+        PHONE_NUMBER,
+        IBAN_CODE,
+        IP_ADDRESS,
+        ANTHROPIC_API_KEY,
+        OPENAI_API_KEY,
+        AWS_ACCESS_KEY,
+        GITHUB_TOKEN,
+        SLACK_TOKEN,
+        PRIVATE_KEY,
+        JWT,
+        URL_CREDENTIALS,
+        GENERIC_SECRET,
+    ];
+}
+
+/// Separators allowed inside digit values: space, dash, dot, no-break space
+/// and zero-width characters.
+const DIGIT_SEP: &str = r"[ \-.\u{A0}\u{200B}-\u{200D}\u{2060}\u{FEFF}]";
+const ZW: &str = r"\u{200B}-\u{200D}\u{2060}\u{FEFF}";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Placeholder,
+    PrivateKey,
+    Anthropic,
+    OpenAi,
+    Aws,
+    GitHub,
+    Slack,
+    Jwt,
+    UrlCredentials,
+    Email,
+    Iban,
+    Card,
+    Ssn,
+    Ipv4,
+    Ipv6,
+    Phone,
+    Generic,
+    Custom,
+}
+
+/// The built-in patterns in priority order (kind, entity type, pattern).
+fn builtin_patterns() -> Vec<(Kind, &'static str, String)> {
+    use entity::*;
+    vec![
+        (
+            Kind::Placeholder,
+            "",
+            r"\[REDACTED(?:[:_][A-Za-z0-9_]{1,64})?\]|\[[A-Z][A-Z0-9_]{0,63}:(?:hmac|tok):[0-9a-f]{16}\]".into(),
+        ),
+        (
+            Kind::PrivateKey,
+            PRIVATE_KEY,
+            r"-----BEGIN[A-Z ]{0,32} PRIVATE KEY-----(?:[A-Za-z0-9+/=:,\-\r\n \t]|\\[rn])+?-----END[A-Z ]{0,32} PRIVATE KEY-----".into(),
+        ),
+        (
+            Kind::Anthropic,
+            ANTHROPIC_API_KEY,
+            r"sk-ant-[a-z]{3,10}[0-9]{2}-[A-Za-z0-9_\-]{20,}".into(),
+        ),
+        (
+            Kind::OpenAi,
+            OPENAI_API_KEY,
+            r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}".into(),
+        ),
+        (
+            Kind::Aws,
+            AWS_ACCESS_KEY,
+            r"(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}".into(),
+        ),
+        (
+            Kind::GitHub,
+            GITHUB_TOKEN,
+            r"gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}".into(),
+        ),
+        (Kind::Slack, SLACK_TOKEN, r"xox[abposr]-[A-Za-z0-9\-]{10,}".into()),
+        (
+            Kind::Jwt,
+            JWT,
+            r"eyJ[A-Za-z0-9_\-]{4,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{8,}".into(),
+        ),
+        (
+            Kind::UrlCredentials,
+            URL_CREDENTIALS,
+            r#"[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s/@:"'<>\\]{1,128}:[^\s/@"'<>\\]{1,256}@"#.into(),
+        ),
+        (
+            Kind::Email,
+            EMAIL_ADDRESS,
+            format!(
+                r"[\p{{L}}\p{{N}}\p{{M}}._%+\-{ZW}]+[@\u{{FF20}}\u{{FE6B}}][\p{{L}}\p{{N}}\p{{M}}\-{ZW}]+(?:[.\u{{FF0E}}\u{{3002}}][\p{{L}}\p{{N}}\p{{M}}\-{ZW}]+)+"
+            ),
+        ),
+        (
+            Kind::Iban,
+            IBAN_CODE,
+            r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}".into(),
+        ),
+        (Kind::Card, CREDIT_CARD, format!(r"\d(?:{DIGIT_SEP}?\d){{12,18}}")),
+        (
+            Kind::Ssn,
+            US_SSN,
+            format!(r"\d{{3}}{DIGIT_SEP}?\d{{2}}{DIGIT_SEP}?\d{{4}}"),
+        ),
+        (Kind::Ipv4, IP_ADDRESS, r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}".into()),
+        (
+            Kind::Ipv6,
+            IP_ADDRESS,
+            r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3})?".into(),
+        ),
+        (
+            Kind::Phone,
+            PHONE_NUMBER,
+            format!(
+                r"(?:\+|\(\+?)?\d{{1,4}}\)?(?:{DIGIT_SEP}{{0,2}}\(?\d{{1,5}}\)?){{1,6}}"
+            ),
+        ),
+        (
+            Kind::Generic,
+            GENERIC_SECRET,
+            r#"[A-Za-z0-9_.\-]*(?i:api[_\-]?key|secret|token|passw(?:or)?d|pwd|auth|credential|access[_\-]?key|private[_\-]?key)[A-Za-z0-9_.\-]*["']?[ \t]*(?::|=|:=|=>)[ \t]*["']?[A-Za-z0-9_\-+/=.~]{16,}"#.into(),
+        ),
+    ]
+}
+
+/// A pattern of its own, from configuration: `pattern` is a regular
+/// expression in the syntax of the `regex` crate (no look-around, no
+/// back-references); every match is a value of `entity_type`.
+///
+/// ```
+/// use skillgate::redaction::CustomPattern;
+/// let p = CustomPattern::new("EMPLOYEE_ID", r"EMP-[0-9]{6}");
+/// assert_eq!(p.entity_type, "EMPLOYEE_ID");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct CustomPattern {
+    /// The entity type reported and used to choose the operator.
+    pub entity_type: String,
+    /// The regular expression.
+    pub pattern: String,
+}
+
+impl CustomPattern {
+    /// A custom pattern.
+    pub fn new(entity_type: impl Into<String>, pattern: impl Into<String>) -> Self {
+        CustomPattern {
+            entity_type: entity_type.into(),
+            pattern: pattern.into(),
+        }
+    }
+}
+
+/// One detected value: byte range in the scanned text and entity type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// First byte of the value.
+    pub start: usize,
+    /// One past the last byte of the value.
+    pub end: usize,
+    /// Entity type (one of [`entity`] or a custom one).
+    pub entity_type: Arc<str>,
+}
+
+struct Pat {
+    kind: Kind,
+    entity: Arc<str>,
+    anchored: meta::Regex,
+}
+
+/// The compiled detectors; cheap to share (`Arc` inside a `Redactor`).
+pub(crate) struct Detector {
+    all: meta::Regex,
+    live: DFA,
+    pats: Vec<Pat>,
+    /// Which detector kinds are enabled (entity type filter applied).
+    enabled: Vec<bool>,
+    has_custom: bool,
+}
+
+/// What a partial scan decided.
+pub(crate) struct Partial {
+    /// Values found, starting at or after the scan start.
+    pub spans: Vec<Span>,
+    /// Everything before this offset is decided: no value found later can
+    /// start before it.
+    pub decided: usize,
+}
+
+impl std::fmt::Debug for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detector")
+            .field("patterns", &self.pats.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Detector {
+    /// Builds the detectors for `enabled` entity types (`None`: all built-ins)
+    /// plus `custom` patterns.
+    pub(crate) fn new(
+        enabled: Option<&[String]>,
+        custom: &[CustomPattern],
+    ) -> Result<Detector, RedactionError> {
+        let mut list: Vec<(Kind, Arc<str>, String)> = builtin_patterns()
+            .into_iter()
+            .map(|(k, e, p)| (k, Arc::<str>::from(e), p))
+            .collect();
+        for c in custom {
+            if c.entity_type.is_empty()
+                || !c
+                    .entity_type
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(RedactionError::Config(format!(
+                    "custom entity type {:?} must be non-empty A-Z, 0-9 and _",
+                    c.entity_type
+                )));
+            }
+            list.push((
+                Kind::Custom,
+                Arc::from(c.entity_type.as_str()),
+                c.pattern.clone(),
+            ));
+        }
+        let sources: Vec<&str> = list.iter().map(|(_, _, p)| p.as_str()).collect();
+        let syn = syntax::Config::new().unicode(true).utf8(true);
+        let all = meta::Regex::builder()
+            .syntax(syn)
+            .configure(meta::Config::new().match_kind(MatchKind::LeftmostFirst))
+            .build_many(&sources)
+            .map_err(|e| RedactionError::Config(format!("detector patterns: {e}")))?;
+        let live = DFA::builder()
+            .syntax(syn)
+            .configure(
+                DFA::config()
+                    .match_kind(MatchKind::All)
+                    .starts_for_each_pattern(false)
+                    .cache_capacity(8 << 20)
+                    .minimum_cache_clear_count(None),
+            )
+            .build_many(&sources)
+            .map_err(|e| RedactionError::Config(format!("detector automaton: {e}")))?;
+        let mut pats = Vec::with_capacity(list.len());
+        let mut enabled_flags = Vec::with_capacity(list.len());
+        for (kind, ent, src) in &list {
+            let anchored = meta::Regex::builder()
+                .syntax(syn)
+                .build(src)
+                .map_err(|e| RedactionError::Config(format!("pattern for {ent}: {e}")))?;
+            let on = match (kind, enabled) {
+                (Kind::Placeholder, _) | (Kind::Custom, _) | (_, None) => true,
+                (_, Some(list)) => list.iter().any(|e| **e == **ent),
+            };
+            enabled_flags.push(on);
+            pats.push(Pat {
+                kind: *kind,
+                entity: ent.clone(),
+                anchored,
+            });
+        }
+        if let Some(list) = enabled {
+            for e in list {
+                if !pats.iter().any(|p| *p.entity == **e) {
+                    return Err(RedactionError::Config(format!("unknown entity type {e:?}")));
+                }
+            }
+        }
+        Ok(Detector {
+            all,
+            live,
+            pats,
+            enabled: enabled_flags,
+            has_custom: !custom.is_empty(),
+        })
+    }
+
+    /// Creates the per-scanner cache of the liveness automaton.
+    pub(crate) fn cache(&self) -> DfaCache {
+        self.live.create_cache()
+    }
+
+    /// All values in a whole text.
+    pub(crate) fn detect(&self, text: &str) -> Vec<Span> {
+        self.detect_with(text, false)
+    }
+
+    /// All values in a whole text; `json`: the text is JSON (escapes are
+    /// boundaries, never part of a value).
+    pub(crate) fn detect_with(&self, text: &str, json: bool) -> Vec<Span> {
+        let mut out = Vec::new();
+        if !self.has_custom && !prefilter::any_trigger(text.as_bytes()) {
+            return out;
+        }
+        if self.has_custom || text.contains("-----BEGIN") {
+            self.scan(text, 0, text.len(), text.len(), true, json, &mut out);
+            return out;
+        }
+        // No value crosses a line break (only PEM blocks and custom patterns
+        // could), and every value holds a trigger byte: scanning only the lines
+        // with a trigger gives the same values as scanning everything.
+        for (a, b) in prefilter::trigger_lines(text.as_bytes()) {
+            self.scan(text, a, b, b, true, json, &mut out);
+        }
+        out
+    }
+
+    /// Scans `text[from..]` knowing more text may follow (unless `last`).
+    /// `text[..from]` is context only (already decided).
+    pub(crate) fn detect_partial(
+        &self,
+        text: &str,
+        from: usize,
+        last: bool,
+        json: bool,
+        cache: &mut DfaCache,
+    ) -> Partial {
+        let mut spans = Vec::new();
+        if last {
+            self.scan(text, from, text.len(), text.len(), true, json, &mut spans);
+            return Partial {
+                spans,
+                decided: text.len(),
+            };
+        }
+        let hold = self.hold_point(text, from, cache);
+        let decided = self.scan(text, from, hold, text.len(), false, json, &mut spans);
+        Partial { spans, decided }
+    }
+
+    /// The first char boundary `s ≥ from` where a match could start and
+    /// still be growing at the end of `text` (`text.len()` if none).
+    fn hold_point(&self, text: &str, from: usize, cache: &mut DfaCache) -> usize {
+        let hay = text.as_bytes();
+        let mut s = from;
+        while s < hay.len() {
+            if text.is_char_boundary(s) && self.alive_from(hay, s, cache) {
+                return s;
+            }
+            s += 1;
+        }
+        hay.len()
+    }
+
+    /// Whether an anchored run of the all-patterns automaton from `s` is still
+    /// alive after the last byte (errors count as alive: hold, fail safe).
+    fn alive_from(&self, hay: &[u8], s: usize, cache: &mut DfaCache) -> bool {
+        let input = Input::new(hay).span(s..hay.len()).anchored(Anchored::Yes);
+        let Ok(mut sid) = self.live.start_state_forward(cache, &input) else {
+            return true;
+        };
+        for &b in &hay[s..] {
+            match self.live.next_state(cache, sid, b) {
+                Ok(next) => sid = next,
+                Err(_) => return true,
+            }
+            if sid.is_dead() {
+                return false;
+            }
+            if sid.is_quit() {
+                return true;
+            }
+        }
+        true
+    }
+
+    /// Runs the search over starts in `[from, until)`; every match found there
+    /// ends before `text.len()` when `!last` (the liveness check guarantees
+    /// it). Returns how far the text is decided.
+    #[allow(clippy::too_many_arguments)]
+    fn scan(
+        &self,
+        text: &str,
+        from: usize,
+        until: usize,
+        span_end: usize,
+        last: bool,
+        json: bool,
+        out: &mut Vec<Span>,
+    ) -> usize {
+        let hay = text.as_bytes();
+        let mut pos = from;
+        while pos < until {
+            let input = Input::new(hay).span(pos..span_end);
+            let Some(m) = self.all.search(&input) else {
+                return until;
+            };
+            if m.start() >= until {
+                return until;
+            }
+            let s = m.start();
+            let first = m.pattern().as_usize();
+            let mut accepted: Option<(usize, usize, usize)> = None; // (pattern, start, end)
+            let mut undecided = false;
+            // The leftmost-first winner, then every other pattern anchored at s.
+            let order = std::iter::once(first).chain((0..self.pats.len()).filter(|&i| i != first));
+            for pid in order {
+                if !self.enabled[pid] && self.pats[pid].kind != Kind::Placeholder {
+                    continue;
+                }
+                let end = if pid == first {
+                    m.end()
+                } else {
+                    let inp = Input::new(hay).span(s..hay.len()).anchored(Anchored::Yes);
+                    match self.pats[pid].anchored.search(&inp) {
+                        Some(mm) => mm.end(),
+                        None => continue,
+                    }
+                };
+                match self.validate(pid, text, s, end, last, json) {
+                    Verdict::No => {}
+                    Verdict::Undecided => {
+                        undecided = true;
+                        break;
+                    }
+                    Verdict::Yes(a, b, p) => {
+                        accepted = Some((p, a, b));
+                        break;
+                    }
+                }
+            }
+            if undecided {
+                return s;
+            }
+            match accepted {
+                Some((p, a, b)) => {
+                    // Mask outputs (`*****1234`) and placeholders are never values.
+                    if self.pats[p].kind != Kind::Placeholder
+                        && self.enabled[p]
+                        && !self.is_placeholder(&text[a..b])
+                        && !text[a..b].starts_with("***")
+                    {
+                        out.push(Span {
+                            start: a,
+                            end: b,
+                            entity_type: self.pats[p].entity.clone(),
+                        });
+                    }
+                    // Resume after the whole candidate (placeholders, the key
+                    // name of an assignment and the URL scheme are consumed too).
+                    pos = b.max(s + 1);
+                    while pos < hay.len() && !text.is_char_boundary(pos) {
+                        pos += 1;
+                    }
+                }
+                None => {
+                    pos = s + 1;
+                    while pos < hay.len() && !text.is_char_boundary(pos) {
+                        pos += 1;
+                    }
+                }
+            }
+        }
+        pos
+    }
+
+    /// Whether `v` is exactly one of our placeholders (never a value).
+    fn is_placeholder(&self, v: &str) -> bool {
+        v.starts_with('[')
+            && self.pats[0]
+                .anchored
+                .search(&Input::new(v).anchored(Anchored::Yes))
+                .is_some_and(|m| m.end() == v.len())
+    }
+
+    fn validate(
+        &self,
+        pid: usize,
+        text: &str,
+        s: usize,
+        e: usize,
+        last: bool,
+        json: bool,
+    ) -> Verdict {
+        let pat = &self.pats[pid];
+        // The character after the value decides boundaries: wait for it.
+        if e >= text.len() && !last {
+            return Verdict::Undecided;
+        }
+        // In JSON text the letter of an escape (`\n`) is a boundary, never
+        // part of a value.
+        let escaped = json && escaped_at(text, s);
+        let s = if escaped && text.as_bytes()[s].is_ascii() {
+            s + 1
+        } else {
+            s
+        };
+        if s >= e {
+            return Verdict::No;
+        }
+        let v = &text[s..e];
+        // A value right after an escape (`\n4111…`) starts at a boundary too.
+        let after_escape =
+            json && s >= 1 && text.is_char_boundary(s - 1) && escaped_at(text, s - 1);
+        let before_text = if escaped || after_escape {
+            ""
+        } else {
+            &text[..s]
+        };
+        let before = before_text.chars().next_back();
+        let after = text[e..].chars().next();
+        let yes = |a: usize, b: usize| Verdict::Yes(a, b, pid);
+        match pat.kind {
+            Kind::Placeholder => yes(s, e),
+            Kind::Custom => yes(s, e),
+            Kind::PrivateKey => yes(s, e),
+            Kind::Anthropic | Kind::OpenAi | Kind::GitHub | Kind::Slack | Kind::Aws => {
+                if token_boundary(before) && token_boundary(after) && has_digit_and_letter(v) {
+                    yes(s, e)
+                } else {
+                    Verdict::No
+                }
+            }
+            Kind::Jwt => {
+                if token_boundary(before) && token_boundary(after) && validators::jwt(v) {
+                    yes(s, e)
+                } else {
+                    Verdict::No
+                }
+            }
+            Kind::UrlCredentials => match validators::url_password(v) {
+                Some((a, b)) => yes(s + a, s + b),
+                None => Verdict::No,
+            },
+            Kind::Email => match validators::email(v) {
+                Some(len) if word_boundary(before) => yes(s, s + len),
+                _ => Verdict::No,
+            },
+            Kind::Iban => match validators::iban(v) {
+                Some(len)
+                    if word_boundary(before) && word_boundary(text[s + len..].chars().next()) =>
+                {
+                    yes(s, s + len)
+                }
+                _ => Verdict::No,
+            },
+            Kind::Card => {
+                if !digit_boundary_before(before_text) {
+                    return Verdict::No;
+                }
+                // Longest group-aligned prefix that is a valid card number.
+                for len in validators::card_prefixes(v) {
+                    if digit_boundary_after(&text[s + len..]) && validators::card(&v[..len]) {
+                        return yes(s, s + len);
+                    }
+                }
+                Verdict::No
+            }
+            Kind::Ssn => {
+                if !digit_boundary_before(before_text) || !digit_boundary_after(&text[e..]) {
+                    return Verdict::No;
+                }
+                match validators::ssn(v) {
+                    validators::Ssn::Valid => yes(s, e),
+                    validators::Ssn::NeedsContext if ssn_context(text, s) => yes(s, e),
+                    _ => Verdict::No,
+                }
+            }
+            Kind::Ipv4 => {
+                if digit_boundary_before(before_text)
+                    && digit_boundary_after(&text[e..])
+                    && v.parse::<std::net::Ipv4Addr>().is_ok()
+                {
+                    yes(s, e)
+                } else {
+                    Verdict::No
+                }
+            }
+            Kind::Ipv6 => {
+                if word_boundary(before)
+                    && word_boundary(after)
+                    && before != Some(':')
+                    && after != Some(':')
+                    && validators::ipv6(v)
+                {
+                    yes(s, e)
+                } else {
+                    Verdict::No
+                }
+            }
+            Kind::Phone => {
+                if !digit_boundary_before(before_text) || !digit_boundary_after(&text[e..]) {
+                    return Verdict::No;
+                }
+                // SSN-shaped values (3-2-4) are decided by the SSN rules alone.
+                if validators::ssn_shaped(v) {
+                    return Verdict::No;
+                }
+                if validators::phone(v) {
+                    yes(s, e)
+                } else {
+                    Verdict::No
+                }
+            }
+            Kind::Generic => match validators::assignment_value(v) {
+                Some(a) if word_boundary(before) && token_boundary(after) => {
+                    // A known key format as the value keeps its own type.
+                    let value_pid = (0..self.pats.len()).find(|&i| {
+                        matches!(
+                            self.pats[i].kind,
+                            Kind::Anthropic
+                                | Kind::OpenAi
+                                | Kind::Aws
+                                | Kind::GitHub
+                                | Kind::Slack
+                                | Kind::Jwt
+                        ) && self.enabled[i]
+                            && self.pats[i]
+                                .anchored
+                                .search(
+                                    &Input::new(text.as_bytes())
+                                        .span(s + a..e)
+                                        .anchored(Anchored::Yes),
+                                )
+                                .is_some_and(|m| m.end() == e)
+                    });
+                    Verdict::Yes(s + a, e, value_pid.unwrap_or(pid))
+                }
+                _ => Verdict::No,
+            },
+        }
+    }
+}
+
+enum Verdict {
+    No,
+    Undecided,
+    Yes(usize, usize, usize),
+}
+
+/// Whether `text[s]` follows an odd run of backslashes (an escape letter).
+fn escaped_at(text: &str, s: usize) -> bool {
+    text.as_bytes()[..s]
+        .iter()
+        .rev()
+        .take_while(|&&b| b == b'\\')
+        .count()
+        % 2
+        == 1
+}
+
+fn has_digit_and_letter(v: &str) -> bool {
+    v.bytes().any(|b| b.is_ascii_digit()) && v.bytes().any(|b| b.is_ascii_alphabetic())
+}
+
+/// Not a letter, digit or `_` (or the end of the text).
+fn word_boundary(c: Option<char>) -> bool {
+    c.is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+}
+
+/// Like [`word_boundary`], `-` also joins tokens.
+fn token_boundary(c: Option<char>) -> bool {
+    word_boundary(c) && c != Some('-')
+}
+
+/// The text before a digit value does not make it part of a longer token:
+/// no letter/digit/`_` directly before, nor `-`, `.`, `/`, `:` after one.
+fn digit_boundary_before(before: &str) -> bool {
+    let mut it = before.chars().rev();
+    match it.next() {
+        None => true,
+        Some(c) if c.is_alphanumeric() || c == '_' => false,
+        Some('-' | '.' | '/' | ':' | '+') => it.next().is_none_or(|c| !c.is_alphanumeric()),
+        Some(_) => true,
+    }
+}
+
+/// Mirror of [`digit_boundary_before`] for the text after a value.
+fn digit_boundary_after(after: &str) -> bool {
+    let mut it = after.chars();
+    match it.next() {
+        None => true,
+        Some(c) if c.is_alphanumeric() || c == '_' => false,
+        Some('-' | '.' | '/' | ':') => it.next().is_none_or(|c| !c.is_alphanumeric()),
+        Some(_) => true,
+    }
+}
+
+/// Bytes before a value that are searched for SSN context words.
+pub(crate) const CONTEXT_BYTES: usize = 48;
+
+fn ssn_context(text: &str, s: usize) -> bool {
+    let mut a = s.saturating_sub(CONTEXT_BYTES);
+    while !text.is_char_boundary(a) {
+        a += 1;
+    }
+    let window = text[a..s].to_ascii_lowercase();
+    ["ssn", "social security", "ss#", "ss #", "itin", "taxpayer"]
+        .iter()
+        .any(|w| window.contains(w))
+}
+
+pub(crate) mod prefilter {
+    //! The cheap pass: bytes without which no built-in value can exist.
+
+    /// `true` for bytes that occur in every built-in value: digits, `@`,
+    /// `:`, `=`, `-`, `_`, non-ASCII lead bytes, and the first letters of the
+    /// key prefixes without digits are covered by requiring `-`/`_`/`.`.
+    static TRIGGER: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = b'0';
+        while b <= b'9' {
+            t[b as usize] = true;
+            b += 1;
+        }
+        t[b'@' as usize] = true;
+        t[b':' as usize] = true;
+        t[b'=' as usize] = true;
+        t[b'-' as usize] = true;
+        t[b'_' as usize] = true;
+        let mut i = 0x80;
+        while i < 256 {
+            t[i] = true;
+            i += 1;
+        }
+        t
+    };
+
+    /// Whether a text holds any trigger byte, or a key prefix (`AKIA`, `eyJ`…
+    /// values hold digits, `-`, `_` or `.`; JWTs always hold `.` and at least
+    /// one of the others in practice, so they are checked by prefix).
+    pub(crate) fn any_trigger(hay: &[u8]) -> bool {
+        hay.iter().any(|&b| TRIGGER[b as usize]) || has_prefix_literal(hay)
+    }
+
+    fn has_prefix_literal(hay: &[u8]) -> bool {
+        ["AKIA", "ASIA", "ABIA", "ACCA", "eyJ"]
+            .iter()
+            .any(|p| memchr::memmem::find(hay, p.as_bytes()).is_some())
+    }
+
+    /// Maximal runs of lines (byte ranges, line breaks excluded at the ends)
+    /// that hold a trigger.
+    pub(crate) fn trigger_lines(hay: &[u8]) -> Vec<(usize, usize)> {
+        let mut out: Vec<(usize, usize)> = Vec::new();
+        let mut pos = 0;
+        while pos < hay.len() {
+            let Some(off) = hay[pos..].iter().position(|&b| TRIGGER[b as usize]) else {
+                break;
+            };
+            let t = pos + off;
+            let start = memchr::memrchr(b'\n', &hay[..t]).map_or(0, |i| i + 1);
+            let end = memchr::memchr(b'\n', &hay[t..]).map_or(hay.len(), |i| t + i);
+            match out.last_mut() {
+                Some(last) if last.1 + 1 >= start => last.1 = end,
+                _ => out.push((start, end)),
+            }
+            pos = end + 1;
+        }
+        // Prefix literals without trigger bytes (rare): scan their lines too.
+        if has_prefix_literal(hay) {
+            for p in ["AKIA", "ASIA", "ABIA", "ACCA", "eyJ"] {
+                for t in memchr::memmem::find_iter(hay, p.as_bytes()) {
+                    let start = memchr::memrchr(b'\n', &hay[..t]).map_or(0, |i| i + 1);
+                    let end = memchr::memchr(b'\n', &hay[t..]).map_or(hay.len(), |i| t + i);
+                    out.push((start, end));
+                }
+            }
+            out.sort_unstable();
+            let mut merged: Vec<(usize, usize)> = Vec::with_capacity(out.len());
+            for (a, b) in out {
+                match merged.last_mut() {
+                    Some(last) if last.1 + 1 >= a => last.1 = last.1.max(b),
+                    _ => merged.push((a, b)),
+                }
+            }
+            return merged;
+        }
+        out
+    }
+}
+
+pub(crate) mod validators {
+    //! Validation rules, one function per detector.
+
+    /// ASCII value of a Unicode decimal digit (`Nd`), e.g. `'٤'` → 4.
+    pub(crate) fn digit_value(c: char) -> Option<u32> {
+        if let Some(d) = c.to_digit(10) {
+            return Some(d);
+        }
+        // Nd digits come in contiguous runs of ten starting at a zero.
+        const ZEROS: &[u32] = &[
+            0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6,
+            0x0D66, 0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0,
+            0x1A80, 0x1A90, 0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0,
+            0xAA50, 0xABF0, 0xFF10, 0x104A0, 0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6,
+        ];
+        let u = c as u32;
+        ZEROS.iter().find(|&&z| u >= z && u < z + 10).map(|z| u - z)
+    }
+
+    /// The digits of a value, folded to ASCII, and its separators.
+    fn digits_and_seps(v: &str) -> (Vec<u8>, Vec<char>) {
+        let mut d = Vec::with_capacity(v.len());
+        let mut seps = Vec::new();
+        for c in v.chars() {
+            match digit_value(c) {
+                Some(x) => d.push(x as u8),
+                None => seps.push(c),
+            }
+        }
+        (d, seps)
+    }
+
+    fn is_zero_width(c: char) -> bool {
+        matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+    }
+
+    /// Luhn (mod 10) over digit values.
+    pub(crate) fn luhn(d: &[u8]) -> bool {
+        let mut sum = 0u32;
+        for (i, &x) in d.iter().rev().enumerate() {
+            let mut x = x as u32;
+            if i % 2 == 1 {
+                x *= 2;
+                if x > 9 {
+                    x -= 9;
+                }
+            }
+            sum += x;
+        }
+        sum.is_multiple_of(10)
+    }
+
+    /// Byte lengths of the prefixes of a card candidate worth trying, longest
+    /// first: the whole value, then each prefix ending before a separator.
+    pub(crate) fn card_prefixes(v: &str) -> Vec<usize> {
+        let mut out = vec![v.len()];
+        let mut prev_digit_end = None;
+        for (i, c) in v.char_indices() {
+            if digit_value(c).is_some() {
+                prev_digit_end = Some(i + c.len_utf8());
+            } else if let Some(e) = prev_digit_end.take() {
+                out.push(e);
+            }
+        }
+        out.sort_unstable_by(|a, b| b.cmp(a));
+        out.dedup();
+        out
+    }
+
+    /// Payment card: 13–19 digits, one kind of separator (or none, zero-width
+    /// characters aside), a known issuer prefix with a length it issues, Luhn.
+    pub(crate) fn card(v: &str) -> bool {
+        let (d, seps) = digits_and_seps(v);
+        if !(13..=19).contains(&d.len()) {
+            return false;
+        }
+        let visible: Vec<char> = seps.into_iter().filter(|c| !is_zero_width(*c)).collect();
+        if visible.windows(2).any(|w| w[0] != w[1]) {
+            return false;
+        }
+        issuer_ok(&d) && luhn(&d)
+    }
+
+    fn prefix_num(d: &[u8], n: usize) -> u32 {
+        d.iter().take(n).fold(0, |a, &x| a * 10 + x as u32)
+    }
+
+    /// Issuer identification number ranges and the lengths each issues.
+    fn issuer_ok(d: &[u8]) -> bool {
+        let len = d.len();
+        let p1 = prefix_num(d, 1);
+        let p2 = prefix_num(d, 2);
+        let p3 = prefix_num(d, 3);
+        let p4 = prefix_num(d, 4);
+        let p6 = prefix_num(d, 6);
+        // Visa
+        (p1 == 4 && matches!(len, 13 | 16 | 19))
+            // Mastercard 51–55, 2221–2720
+            || (((51..=55).contains(&p2) || (2221..=2720).contains(&p4)) && len == 16)
+            // American Express
+            || ((p2 == 34 || p2 == 37) && len == 15)
+            // Diners Club International 300–305, 36, 38–39
+            || (((300..=305).contains(&p3) || p2 == 36 || p2 == 38 || p2 == 39 || p3 == 309)
+                && (14..=19).contains(&len))
+            // Discover 6011, 644–649, 65, 622126–622925
+            || ((p4 == 6011 || (644..=649).contains(&p3) || p2 == 65 || (622126..=622925).contains(&p6))
+                && (16..=19).contains(&len))
+            // JCB 3528–3589
+            || ((3528..=3589).contains(&p4) && (16..=19).contains(&len))
+            // UnionPay 62
+            || (p2 == 62 && (16..=19).contains(&len))
+            // Maestro 50, 56–69
+            || ((p2 == 50 || (56..=69).contains(&p2)) && (12..=19).contains(&len))
+    }
+
+    /// Digits grouped 3-2-4 (or 9 in a row), the shape of an SSN.
+    pub(crate) fn ssn_shaped(v: &str) -> bool {
+        let groups: Vec<usize> = v
+            .split(|c: char| digit_value(c).is_none() && !is_zero_width(c))
+            .map(|g| g.chars().filter(|c| digit_value(*c).is_some()).count())
+            .collect();
+        groups == [3, 2, 4] || groups == [9]
+    }
+
+    /// SSN verdict.
+    #[derive(Debug, PartialEq, Eq)]
+    pub(crate) enum Ssn {
+        Valid,
+        NeedsContext,
+        Invalid,
+    }
+
+    /// US SSN: area 001–899 except 666, group 01–99, serial 0001–9999, one
+    /// separator kind used twice or none. Areas 900–999 (never issued; ITINs
+    /// and the advertising range 987-65-4320…4329) and values written without
+    /// separators are masked only with SSN context nearby.
+    pub(crate) fn ssn(v: &str) -> Ssn {
+        let (d, seps) = digits_and_seps(v);
+        if d.len() != 9 {
+            return Ssn::Invalid;
+        }
+        let visible: Vec<char> = seps.into_iter().filter(|c| !is_zero_width(*c)).collect();
+        let separated = match visible.as_slice() {
+            [] => false,
+            [a, b] if a == b && (*a == '-' || *a == ' ') => true,
+            _ => return Ssn::Invalid,
+        };
+        let area = prefix_num(&d, 3);
+        let group = d[3] as u32 * 10 + d[4] as u32;
+        let serial = prefix_num(&d[5..], 4);
+        if area == 0 || area == 666 || group == 0 || serial == 0 {
+            return Ssn::Invalid;
+        }
+        if area >= 900 || !separated {
+            return Ssn::NeedsContext;
+        }
+        Ssn::Valid
+    }
+
+    /// Phone number: 7–15 digits (9 or more without `+`), written with `+`,
+    /// parentheses or separators (a bare digit run is too often an id), valid for its
+    /// country per libphonenumber (`+` form) or for one of the default
+    /// regions (national form).
+    pub(crate) fn phone(v: &str) -> bool {
+        let (d, seps) = digits_and_seps(v);
+        if !(7..=15).contains(&d.len()) {
+            return false;
+        }
+        let intl = v.starts_with('+') || v.starts_with("(+");
+        // National numbers (with trunk prefix or area code) have 9 digits or
+        // more in every default region; shorter runs are dates, times, ids.
+        if !intl && (d.len() < 9 || seps.iter().all(|c| is_zero_width(*c))) {
+            return false;
+        }
+        // Normalise to ASCII for the parser.
+        let mut norm = String::with_capacity(v.len());
+        for c in v.chars() {
+            match digit_value(c) {
+                Some(x) => norm.push(char::from(b'0' + x as u8)),
+                None if is_zero_width(c) => {}
+                None if c == '\u{A0}' => norm.push(' '),
+                None => norm.push(c),
+            }
+        }
+        use phonenumber::country::Id;
+        if intl {
+            return phonenumber::parse(None, &norm).is_ok_and(|n| phonenumber::is_valid(&n));
+        }
+        [
+            Id::US,
+            Id::GB,
+            Id::DE,
+            Id::FR,
+            Id::IN,
+            Id::AU,
+            Id::CA,
+            Id::ES,
+            Id::IT,
+            Id::NL,
+            Id::JP,
+            Id::BR,
+        ]
+        .into_iter()
+        .any(|r| phonenumber::parse(Some(r), &norm).is_ok_and(|n| phonenumber::is_valid(&n)))
+    }
+
+    /// IBAN: country code, length for that country, mod-97 = 1. Returns the
+    /// byte length of the valid prefix of the candidate (groups of four may
+    /// be followed by other words).
+    pub(crate) fn iban(v: &str) -> Option<usize> {
+        let country = v.get(..2)?;
+        let want = iban_length(country)?;
+        let mut n = 0;
+        let mut end = None;
+        for (i, c) in v.char_indices() {
+            if c != ' ' {
+                n += 1;
+                if n == want {
+                    end = Some(i + 1);
+                    break;
+                }
+            }
+        }
+        let end = end?;
+        let compact: Vec<u8> = v[..end].bytes().filter(|b| *b != b' ').collect();
+        let mut rearranged = compact[4..].to_vec();
+        rearranged.extend_from_slice(&compact[..4]);
+        let mut rem: u32 = 0;
+        for b in rearranged {
+            let val = match b {
+                b'0'..=b'9' => (b - b'0') as u32,
+                b'A'..=b'Z' => (b - b'A') as u32 + 10,
+                _ => return None,
+            };
+            rem = if val >= 10 {
+                (rem * 100 + val) % 97
+            } else {
+                (rem * 10 + val) % 97
+            };
+        }
+        (rem == 1).then_some(end)
+    }
+
+    /// IBAN length per country (ISO 13616 registry).
+    fn iban_length(c: &str) -> Option<usize> {
+        Some(match c {
+            "AD" => 24,
+            "AE" => 23,
+            "AL" => 28,
+            "AT" => 20,
+            "AZ" => 28,
+            "BA" => 20,
+            "BE" => 16,
+            "BG" => 22,
+            "BH" => 22,
+            "BR" => 29,
+            "BY" => 28,
+            "CH" => 21,
+            "CR" => 22,
+            "CY" => 28,
+            "CZ" => 24,
+            "DE" => 22,
+            "DK" => 18,
+            "DO" => 28,
+            "EE" => 20,
+            "EG" => 29,
+            "ES" => 24,
+            "FI" => 18,
+            "FO" => 18,
+            "FR" => 27,
+            "GB" => 22,
+            "GE" => 22,
+            "GI" => 23,
+            "GL" => 18,
+            "GR" => 27,
+            "GT" => 28,
+            "HR" => 21,
+            "HU" => 28,
+            "IE" => 22,
+            "IL" => 23,
+            "IQ" => 23,
+            "IS" => 26,
+            "IT" => 27,
+            "JO" => 30,
+            "KW" => 30,
+            "KZ" => 20,
+            "LB" => 28,
+            "LC" => 32,
+            "LI" => 21,
+            "LT" => 20,
+            "LU" => 20,
+            "LV" => 21,
+            "MC" => 27,
+            "MD" => 24,
+            "ME" => 22,
+            "MK" => 19,
+            "MR" => 27,
+            "MT" => 31,
+            "MU" => 30,
+            "NL" => 18,
+            "NO" => 15,
+            "PK" => 24,
+            "PL" => 28,
+            "PS" => 29,
+            "PT" => 25,
+            "QA" => 29,
+            "RO" => 24,
+            "RS" => 22,
+            "SA" => 24,
+            "SC" => 31,
+            "SE" => 24,
+            "SI" => 19,
+            "SK" => 24,
+            "SM" => 27,
+            "ST" => 25,
+            "SV" => 28,
+            "TL" => 23,
+            "TN" => 24,
+            "TR" => 26,
+            "UA" => 29,
+            "VA" => 22,
+            "VG" => 24,
+            "XK" => 20,
+            _ => return None,
+        })
+    }
+
+    /// E-mail: returns the byte length of the address (a domain may be
+    /// followed by a sentence's dot). Local part 1–64 characters, not starting
+    /// or ending with `.`; domain labels 1–63; top-level label two letters or more.
+    pub(crate) fn email(v: &str) -> Option<usize> {
+        let at = v.find(['@', '\u{FF20}', '\u{FE6B}'])?;
+        let local = &v[..at];
+        if local.is_empty()
+            || local.chars().count() > 64
+            || local.starts_with('.')
+            || local.ends_with('.')
+        {
+            return None;
+        }
+        let at_len = v[at..].chars().next()?.len_utf8();
+        let domain = &v[at + at_len..];
+        let labels: Vec<&str> = domain.split(['.', '\u{FF0E}', '\u{3002}']).collect();
+        if labels.len() < 2
+            || labels
+                .iter()
+                .any(|l| l.is_empty() || l.chars().count() > 63)
+        {
+            return None;
+        }
+        let tld = labels.last()?;
+        if tld.chars().count() < 2 || !tld.chars().all(|c| c.is_alphabetic()) {
+            return None;
+        }
+        Some(v.len())
+    }
+
+    /// IPv6: parses, and has at least three hex groups or a `::` with two.
+    pub(crate) fn ipv6(v: &str) -> bool {
+        if v.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        let groups = v.split(':').filter(|g| !g.is_empty()).count();
+        groups >= 3 || (groups >= 2 && v.contains("::") && v.len() >= 6)
+    }
+
+    /// JWT: the header decodes to a JSON object with `alg`.
+    pub(crate) fn jwt(v: &str) -> bool {
+        use base64::Engine as _;
+        let Some(h) = v.split('.').next() else {
+            return false;
+        };
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(h)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|j| j.get("alg").is_some())
+    }
+
+    /// The password of `scheme://user:password@`, as a byte range.
+    pub(crate) fn url_password(v: &str) -> Option<(usize, usize)> {
+        let after_scheme = v.find("://")? + 3;
+        let colon = after_scheme + v[after_scheme..].find(':')?;
+        let end = v.len() - 1; // the '@'
+        (colon + 1 < end).then_some((colon + 1, end))
+    }
+
+    /// The value of `name = value`: byte offset where it starts, if it looks
+    /// like a secret (mixed letters and digits, ≥ 3 bits of entropy per
+    /// character, not a placeholder or a plain word).
+    pub(crate) fn assignment_value(v: &str) -> Option<usize> {
+        let sep = v.find([':', '='])?;
+        let rest = &v[sep..];
+        let off =
+            sep + rest.find(|c: char| !matches!(c, ':' | '=' | '>' | ' ' | '\t' | '"' | '\''))?;
+        let value = &v[off..];
+        let upper = value.to_ascii_uppercase();
+        if upper.contains("REDACTED") || upper.contains("EXAMPLE") || upper.contains("XXXX") {
+            return None;
+        }
+        if !value.bytes().any(|b| b.is_ascii_digit())
+            || !value.bytes().any(|b| b.is_ascii_alphabetic())
+        {
+            return None;
+        }
+        (entropy(value) >= 3.0).then_some(off)
+    }
+
+    /// Shannon entropy in bits per byte.
+    pub(crate) fn entropy(v: &str) -> f64 {
+        let mut counts = [0u32; 256];
+        for b in v.bytes() {
+            counts[b as usize] += 1;
+        }
+        let n = v.len() as f64;
+        counts
+            .iter()
+            .filter(|&&c| c > 0)
+            .map(|&c| {
+                let p = c as f64 / n;
+                -p * p.log2()
+            })
+            .sum()
+    }
+}

@@ -1,0 +1,502 @@
+//! Unit tests: the labelled cases of `tests/fixtures/pii_cases.jsonl`, every
+//! detector, operators, streaming invariants (proptest).
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use serde_json::Value;
+
+use super::*;
+
+const CASES: &str = include_str!("../../tests/fixtures/pii_cases.jsonl");
+
+struct Case {
+    id: String,
+    kind: String,
+    input: String,
+    expected: Vec<(String, String)>,
+}
+
+fn cases() -> Vec<Case> {
+    CASES
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            Case {
+                id: v["id"].as_str().unwrap().into(),
+                kind: v["kind"].as_str().unwrap().into(),
+                input: v["input"].as_str().unwrap().into(),
+                expected: v["expected_spans"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| {
+                        (
+                            s["type"].as_str().unwrap().into(),
+                            s["text"].as_str().unwrap().into(),
+                        )
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// The concatenated `text_delta` texts of an SSE transcript.
+fn sse_text(sse: &str) -> String {
+    let events = crate::wire::sse::decode_all(sse.as_bytes()).unwrap();
+    let mut out = String::new();
+    for e in events {
+        if e.event() == Some("content_block_delta") {
+            let v: Value = serde_json::from_str(e.data()).unwrap();
+            if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
+                out.push_str(t);
+            }
+        }
+    }
+    out
+}
+
+fn found(r: &Redactor, text: &str) -> Vec<(String, String)> {
+    r.detect(text)
+        .into_iter()
+        .map(|s| (s.entity_type.to_string(), text[s.start..s.end].to_owned()))
+        .collect()
+}
+
+/// Entity types the fixture accepts as equivalent labels.
+fn same_type(expected: &str, got: &str) -> bool {
+    expected == got || (expected == "US_SSN" && got == "US_ITIN")
+}
+
+#[test]
+fn fixture_cases_detected_exactly() {
+    let r = Redactor::new();
+    let all = cases();
+    assert!(all.len() >= 20);
+    for c in &all {
+        let text = if c.kind.starts_with("streaming_") {
+            sse_text(&c.input)
+        } else {
+            c.input.clone()
+        };
+        let got = found(&r, &text);
+        assert_eq!(got.len(), c.expected.len(), "case {}: got {got:?}", c.id);
+        for ((et, ev), (gt, gv)) in c.expected.iter().zip(&got) {
+            assert!(same_type(et, gt), "case {}: type {gt} for {et}", c.id);
+            assert_eq!(ev, gv, "case {}", c.id);
+        }
+        // Redacted text holds none of the values, and redacting it again changes nothing.
+        let out = r.redact_text(&text);
+        for (_, v) in &c.expected {
+            assert!(!out.text.contains(v.as_str()), "case {}", c.id);
+        }
+        assert_eq!(
+            r.redact_text(&out.text).text,
+            out.text,
+            "case {} not idempotent",
+            c.id
+        );
+    }
+}
+
+#[test]
+fn fixture_streaming_cases_through_the_engine() {
+    let r = Redactor::new();
+    for c in cases().iter().filter(|c| c.kind.starts_with("streaming_")) {
+        let events = crate::wire::sse::decode_all(c.input.as_bytes()).unwrap();
+        let mut s = r.stream();
+        let mut emitted = String::new();
+        for e in events {
+            if e.event() != Some("content_block_delta") {
+                continue;
+            }
+            let v: Value = serde_json::from_str(e.data()).unwrap();
+            let t = v.pointer("/delta/text").and_then(Value::as_str).unwrap();
+            emitted.push_str(&s.push(t).unwrap());
+            for (_, value) in &c.expected {
+                assert_no_fragment(&emitted, value, &c.id);
+            }
+        }
+        emitted.push_str(&s.finish().unwrap());
+        assert_eq!(
+            emitted,
+            r.redact_text(&sse_text(&c.input)).text,
+            "case {}",
+            c.id
+        );
+    }
+}
+
+/// No prefix of `value` longer than 3 bytes at the very end of `emitted`,
+/// and the value nowhere in it.
+fn assert_no_fragment(emitted: &str, value: &str, id: &str) {
+    assert!(!emitted.contains(value), "case {id}: value emitted");
+    for n in 4..value.len() {
+        if value.is_char_boundary(n) {
+            assert!(
+                !emitted.ends_with(&value[..n]),
+                "case {id}: emitted ends with a fragment {n} bytes long"
+            );
+        }
+    }
+}
+
+#[test]
+fn request_field_case_masks_system() {
+    let r = Redactor::new();
+    let c = cases()
+        .into_iter()
+        .find(|c| c.kind == "request_field_coverage")
+        .unwrap();
+    let mut v: Value = serde_json::from_str(&c.input).unwrap();
+    let mut f = Vec::new();
+    json::redact_request(&r, &mut v, &mut f);
+    assert_eq!(v["system"], "User email is [REDACTED:EMAIL_ADDRESS]");
+    assert_eq!(f[0].path, "request/system");
+}
+
+fn one(r: &Redactor, text: &str) -> Option<(String, String)> {
+    let f = found(r, text);
+    assert!(f.len() <= 1, "{text:?}: {f:?}");
+    f.into_iter().next()
+}
+
+#[test]
+fn detectors_positive_and_negative() {
+    let r = Redactor::new();
+    let yes: &[(&str, &str, &str)] = &[
+        (
+            "card 5555-5555-5555-4444 ok",
+            "CREDIT_CARD",
+            "5555-5555-5555-4444",
+        ),
+        (
+            "card 4111.1111.1111.1111 ok",
+            "CREDIT_CARD",
+            "4111.1111.1111.1111",
+        ),
+        (
+            "card ４１１１１１１１１１１１１１１１ ok",
+            "CREDIT_CARD",
+            "４１１１１１１１１１１１１１１１",
+        ),
+        (
+            "card 4111\u{200B}1111\u{200B}1111\u{200B}1111 ok",
+            "CREDIT_CARD",
+            "4111\u{200B}1111\u{200B}1111\u{200B}1111",
+        ),
+        ("ssn 123-45-6789.", "US_SSN", "123-45-6789"),
+        (
+            "mail a.b+tag@example.co.uk!",
+            "EMAIL_ADDRESS",
+            "a.b+tag@example.co.uk",
+        ),
+        (
+            "mail josé@bücher.example ok",
+            "EMAIL_ADDRESS",
+            "josé@bücher.example",
+        ),
+        (
+            "call +1 415 555 2671 now",
+            "PHONE_NUMBER",
+            "+1 415 555 2671",
+        ),
+        ("call (415) 555-2671 now", "PHONE_NUMBER", "(415) 555-2671"),
+        (
+            "call +44 20 7946 0958 now",
+            "PHONE_NUMBER",
+            "+44 20 7946 0958",
+        ),
+        (
+            "iban DE89 3704 0044 0532 0130 00 thanks",
+            "IBAN_CODE",
+            "DE89 3704 0044 0532 0130 00",
+        ),
+        (
+            "iban GB82WEST12345698765432.",
+            "IBAN_CODE",
+            "GB82WEST12345698765432",
+        ),
+        ("host 192.168.10.254 up", "IP_ADDRESS", "192.168.10.254"),
+        (
+            "host 2001:db8::8a2e:370:7334 up",
+            "IP_ADDRESS",
+            "2001:db8::8a2e:370:7334",
+        ),
+        (
+            "key AKIAIOSFODNN7EXAMPLE used",
+            "AWS_ACCESS_KEY",
+            "AKIAIOSFODNN7EXAMPLE",
+        ),
+        (
+            "t ghp_0123456789abcdefghijABCDEFGHIJ012345 x",
+            "GITHUB_TOKEN",
+            "ghp_0123456789abcdefghijABCDEFGHIJ012345",
+        ),
+        (
+            "t xoxb-1234567890-abcdefghij x",
+            "SLACK_TOKEN",
+            "xoxb-1234567890-abcdefghij",
+        ),
+        (
+            "k sk-proj-abcDEF0123456789ghijKLMN x",
+            "OPENAI_API_KEY",
+            "sk-proj-abcDEF0123456789ghijKLMN",
+        ),
+        (
+            "db postgres://app:s3cr3tPass@db.internal/x",
+            "URL_CREDENTIALS",
+            "s3cr3tPass",
+        ),
+        (
+            "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLXZhbHVl end",
+            "JWT",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLXZhbHVl",
+        ),
+        (
+            "password = 'Xy7kQ2mPz9LwR4tB'",
+            "GENERIC_SECRET",
+            "Xy7kQ2mPz9LwR4tB",
+        ),
+        (
+            "export ANTHROPIC_API_KEY=sk-ant-api03-abcdefghijklmnop0123456789ABCD\n",
+            "ANTHROPIC_API_KEY",
+            "sk-ant-api03-abcdefghijklmnop0123456789ABCD",
+        ),
+    ];
+    for (text, ty, value) in yes {
+        let got = one(&r, text);
+        assert_eq!(
+            got,
+            Some(((*ty).to_owned(), (*value).to_owned())),
+            "{text:?}"
+        );
+    }
+    let pem =
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----";
+    assert_eq!(
+        one(&r, &format!("key:\n{pem}\n")),
+        Some(("PRIVATE_KEY".into(), pem.into()))
+    );
+    let escaped = pem.replace('\n', "\\n");
+    let json_text = format!("{{\"k\":\"{escaped}\"}}");
+    let out = r.redact_json_text(&json_text);
+    assert_eq!(out.text, "{\"k\":\"[REDACTED:PRIVATE_KEY]\"}");
+    let no: &[&str] = &[
+        "version 1.2.3 released 2024-05-01",
+        "order 4111111111111112 (fails Luhn)",
+        "ssn 000-12-3456 and 666-12-3456 and 123-00-4567",
+        "a 123456789 alone",
+        "std::fmt::Debug and a::b",
+        "uuid 123e4567-e89b-12d3-a456-426614174000",
+        "time 12:30:45 on 12/29",
+        "not@valid and @handle",
+        "password = 'correcthorsebatterystaple'",
+        "token: [REDACTED_API_KEY]",
+        "iban DE89370400440532013001",
+        "ip 999.1.1.1",
+    ];
+    for text in no {
+        assert_eq!(found(&r, text), vec![], "{text:?}");
+    }
+}
+
+#[test]
+fn operators() {
+    let r = Redactor::builder()
+        .operator("CREDIT_CARD", Operator::Mask { keep_last: 4 })
+        .operator("EMAIL_ADDRESS", Operator::Hash)
+        .operator("US_SSN", Operator::Token)
+        .hmac_key(b"deployment key".to_vec())
+        .build()
+        .unwrap();
+    let out = r.redact_text("4111-1111-1111-1111 a@example.com 123-45-6789");
+    let parts: Vec<&str> = out.text.split(' ').collect();
+    assert_eq!(parts[0], "****-****-****-1111");
+    assert!(
+        parts[1].starts_with("[EMAIL_ADDRESS:hmac:")
+            && parts[1].len() == "[EMAIL_ADDRESS:hmac:]".len() + 16
+    );
+    assert!(parts[2].starts_with("[US_SSN:tok:"));
+    // Stable for a key, different for another key.
+    assert_eq!(r.redact_text("a@example.com").text, parts[1]);
+    let other = Redactor::builder()
+        .operator("EMAIL_ADDRESS", Operator::Hash)
+        .hmac_key(b"k2".to_vec())
+        .build()
+        .unwrap();
+    assert_ne!(other.redact_text("a@example.com").text, parts[1]);
+    // Reversible tokens, and every output is left alone.
+    assert_eq!(
+        r.vault().restore(&out.text).split(' ').nth(2),
+        Some("123-45-6789")
+    );
+    assert_eq!(r.redact_text(&out.text).text, out.text);
+    assert_eq!(
+        out.findings,
+        BTreeMap::from([
+            ("CREDIT_CARD".into(), 1),
+            ("EMAIL_ADDRESS".into(), 1),
+            ("US_SSN".into(), 1)
+        ])
+    );
+}
+
+#[test]
+fn configuration_errors_are_clear() {
+    assert!(matches!(
+        Redactor::builder().entity_types(["NOPE"]).build(),
+        Err(RedactionError::Config(_))
+    ));
+    assert!(matches!(
+        Redactor::builder()
+            .custom_pattern(CustomPattern::new("EMP", "("))
+            .build(),
+        Err(RedactionError::Config(_))
+    ));
+    assert!(matches!(
+        Redactor::builder()
+            .custom_pattern(CustomPattern::new("bad type", "x"))
+            .build(),
+        Err(RedactionError::Config(_))
+    ));
+    let r = Redactor::builder()
+        .entity_types(["EMAIL_ADDRESS"])
+        .custom_pattern(CustomPattern::new("EMPLOYEE_ID", "EMP-[0-9]{6}"))
+        .build()
+        .unwrap();
+    let out = r.redact_text("EMP-123456 a@example.com 4111 1111 1111 1111");
+    assert_eq!(
+        out.text,
+        "[REDACTED:EMPLOYEE_ID] [REDACTED:EMAIL_ADDRESS] 4111 1111 1111 1111"
+    );
+}
+
+#[test]
+fn hold_back_is_bounded() {
+    let r = Redactor::builder().max_hold_bytes(1024).build().unwrap();
+    let mut s = r.stream();
+    let err = (0..100).find_map(|_| s.push(&"a".repeat(64)).err());
+    assert_eq!(err, Some(RedactionError::HoldOverflow(1024)));
+    // Ordinary prose is released word by word.
+    let mut s = r.stream();
+    let out = s.push("hello there general kenobi").unwrap();
+    assert_eq!(out, "hello there general ");
+}
+
+/// Texts mixing every detector with prose and near misses.
+fn sample_texts() -> Vec<String> {
+    let mut v: Vec<String> = cases()
+        .iter()
+        .map(|c| {
+            if c.kind.starts_with("streaming_") {
+                sse_text(&c.input)
+            } else {
+                c.input.clone()
+            }
+        })
+        .collect();
+    v.push(
+        "Pay 4111 1111 1111 1111 or 3782 822463 10005; SSN: 987-65-4321, 123-45-6789. \
+         Mail dana.lee@example.com, bob＠example.org; call +1 415 555 2671 or 020 7946 0958. \
+         IBAN DE89 3704 0044 0532 0130 00, host 10.0.0.1 and fe80::1:2:3. \
+         key sk-ant-api03-abcdefghijklmnop0123456789ABCD AKIAIOSFODNN7EXAMPLE \
+         ghp_0123456789abcdefghijABCDEFGHIJ012345 xoxb-1234567890-abcdefghij \
+         https://u:pa55w0rdX@h.example/ eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLXZhbHVl \
+         api_key=\"Q7mT2xK9pL4wR8vN3cB6hJ1yF5dS0gZ2aE7u\" v1.2.3 12:30 [REDACTED:US_SSN]"
+            .into(),
+    );
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Streamed output equals whole-text output for any split points, and no
+    /// emitted prefix ever ends with a fragment of a masked value.
+    #[test]
+    fn chunk_split_invariance(idx in 0usize..32, cuts in proptest::collection::vec(0usize..400, 0..24)) {
+        let r = Redactor::new();
+        let texts = sample_texts();
+        let text = &texts[idx % texts.len()];
+        let whole = r.redact_text(text);
+        let masked: Vec<String> = r.detect(text).iter().map(|s| text[s.start..s.end].to_owned()).collect();
+        let mut points: Vec<usize> = cuts.into_iter().map(|c| c % (text.len() + 1)).filter(|&c| text.is_char_boundary(c)).collect();
+        points.sort_unstable();
+        points.dedup();
+        let mut s = r.stream();
+        let mut emitted = String::new();
+        let mut at = 0;
+        for p in points.into_iter().chain([text.len()]) {
+            emitted.push_str(&s.push(&text[at..p]).unwrap());
+            at = p;
+            for m in &masked {
+                prop_assert!(!emitted.contains(m.as_str()));
+                for n in 1..m.len() {
+                    if m.is_char_boundary(n) {
+                        // A fragment at the end of the emitted text must be
+                        // ordinary text there in the whole output too.
+                        if emitted.ends_with(&m[..n]) {
+                            prop_assert!(whole.text.starts_with(&emitted));
+                        }
+                    }
+                }
+            }
+            prop_assert!(whole.text.starts_with(&emitted), "emitted text diverges from the whole-text result");
+        }
+        emitted.push_str(&s.finish().unwrap());
+        prop_assert_eq!(&emitted, &whole.text);
+        prop_assert_eq!(s.findings(), &whole.findings);
+    }
+
+    /// The same for JSON text (tool inputs).
+    #[test]
+    fn json_chunk_split_invariance(idx in 0usize..32, cuts in proptest::collection::vec(0usize..600, 0..24)) {
+        let r = Redactor::new();
+        let texts = sample_texts();
+        let text = serde_json::to_string(&serde_json::json!({"note": texts[idx % texts.len()], "api_key": "Q7mT2xK9pL4wR8vN3cB6hJ1yF5dS0gZ2aE7u"})).unwrap();
+        let whole = r.redact_json_text(&text);
+        prop_assert!(serde_json::from_str::<Value>(&whole.text).is_ok());
+        let mut points: Vec<usize> = cuts.into_iter().map(|c| c % (text.len() + 1)).filter(|&c| text.is_char_boundary(c)).collect();
+        points.sort_unstable();
+        points.dedup();
+        let mut s = r.stream_json();
+        let mut emitted = String::new();
+        let mut at = 0;
+        for p in points.into_iter().chain([text.len()]) {
+            emitted.push_str(&s.push(&text[at..p]).unwrap());
+            at = p;
+            prop_assert!(whole.text.starts_with(&emitted));
+        }
+        emitted.push_str(&s.finish().unwrap());
+        prop_assert_eq!(emitted, whole.text);
+    }
+
+    /// Redacting redacted text changes nothing, whatever the operator.
+    #[test]
+    fn idempotence(idx in 0usize..32, op in 0usize..4) {
+        let op = [Operator::Replace, Operator::Mask { keep_last: 4 }, Operator::Hash, Operator::Token][op].clone();
+        let r = Redactor::builder().default_operator(op).build().unwrap();
+        let texts = sample_texts();
+        let once = r.redact_text(&texts[idx % texts.len()]);
+        let twice = r.redact_text(&once.text);
+        prop_assert_eq!(&twice.text, &once.text);
+        prop_assert!(twice.findings.is_empty());
+    }
+
+    /// Random text never panics and stream = whole.
+    #[test]
+    fn random_text(text in "[ a-zA-Z0-9@.:=_\\-+()\n＠٤]{0,200}", cut in 0usize..200) {
+        let r = Redactor::new();
+        let whole = r.redact_text(&text);
+        let mut cut = cut.min(text.len());
+        while !text.is_char_boundary(cut) { cut -= 1; }
+        let mut s = r.stream();
+        let mut out = s.push(&text[..cut]).unwrap();
+        out.push_str(&s.push(&text[cut..]).unwrap());
+        out.push_str(&s.finish().unwrap());
+        prop_assert_eq!(out, whole.text);
+    }
+}
