@@ -313,7 +313,7 @@ pub struct AuditConfig {
     pub purge_interval_secs: u64,
 }
 
-/// `[audit.jsonl]`: the JSON-lines file store (`docs/audit-query-export.md`).
+/// `[audit.jsonl]`: the JSON-lines file store (`docs/audit.md`).
 ///
 /// ```
 /// let c: skillgate::gateway::JsonlConfig = toml::from_str(r#"dir = "/var/log/skillgate/audit""#).unwrap();

@@ -4,7 +4,7 @@
 //!
 //! - [`ocsf::api_activity`] and [`ecs::event`]: pure mapping functions, one
 //!   [`AuditRecord`] in, one JSON object out. The field-by-field mapping is
-//!   in `docs/audit-query-export.md`.
+//!   in `docs/audit.md`.
 //! - Bodies (prompts, completions) are **never** exported unless
 //!   [`ExportOptions::include_bodies`] is set.
 //! - [`Sink`]: where mapped events go. [`StdoutSink`], [`FileSink`] (append,

@@ -5,7 +5,7 @@
 //! `category_uid`, `class_uid`, `type_uid`, `severity_id`, `time`,
 //! `metadata` (`product`, `version`), `actor`, `api` (`operation`),
 //! `src_endpoint` — are set on every event, including refused requests and
-//! requests without a principal. The table is in `docs/audit-query-export.md`.
+//! requests without a principal. The table is in `docs/audit.md`.
 //!
 //! ```
 //! use skillgate::audit::{AuditRecord, DecisionRecord, RequestRecord};
