@@ -33,6 +33,22 @@ const SINK_TIMEOUT: Duration = Duration::from_secs(10);
 /// [`DEFAULT_PREVIEW_CHARS`].
 pub type PreviewMasker = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
+/// The default preview masker: the redaction engine's detectors
+/// ([`Redactor::new`](crate::redaction::Redactor::new), typed placeholders
+/// such as `[REDACTED:CREDIT_CARD]`), then the conservative
+/// [`mask_preview`] over the result, cut at [`DEFAULT_PREVIEW_CHARS`]. Two
+/// passes: a value one of them misses is still caught by the other.
+///
+/// ```
+/// let m = skillgate::approval::default_preview_masker();
+/// let p = m("ssn 987-65-4321 for bob@corp.example");
+/// assert!(!p.contains("4321") && !p.contains("bob@"), "{p}");
+/// ```
+pub fn default_preview_masker() -> PreviewMasker {
+    let redactor = crate::redaction::Redactor::new();
+    Arc::new(move |s: &str| mask_preview(&redactor.redact_text(s).text, DEFAULT_PREVIEW_CHARS))
+}
+
 /// Why a decision or a query by an approver was refused.
 ///
 /// ```
@@ -198,7 +214,7 @@ impl ApprovalsBuilder {
         self.max_grant = t;
         self
     }
-    /// Replaces the preview masker (default: [`mask_preview`] at 500 characters).
+    /// Replaces the preview masker (default: [`default_preview_masker`]).
     pub fn preview_masker(mut self, m: PreviewMasker) -> Self {
         self.masker = Some(m);
         self
@@ -230,9 +246,7 @@ impl ApprovalsBuilder {
                 instance: self.instance,
                 timeout: self.timeout,
                 max_grant: self.max_grant,
-                masker: self
-                    .masker
-                    .unwrap_or_else(|| Arc::new(|s: &str| mask_preview(s, DEFAULT_PREVIEW_CHARS))),
+                masker: self.masker.unwrap_or_else(default_preview_masker),
                 default_approvers: self.default_approvers,
                 waiters: Mutex::new(HashMap::new()),
             }),

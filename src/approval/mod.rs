@@ -24,7 +24,8 @@
 //!
 //! An [`ApprovalRequest`] carries the SHA-256 of the exact body that will be
 //! forwarded (after policy obligations such as the `max_tokens` clamp) and
-//! a masked preview of the prompt ([`mask_preview`] by default; pluggable
+//! a masked preview of the prompt ([`default_preview_masker`]: the redaction
+//! engine, then [`mask_preview`]; pluggable
 //! with [`ApprovalsBuilder::preview_masker`]); never the prompt itself.
 //! Every request, decision, grant and timeout is an
 //! [`AuditEvent`](crate::audit::AuditEvent). The flow, the HTTP API and the
@@ -86,7 +87,7 @@ pub use api::{APPROVALS_PATH, ApprovalApi, ApprovalApiLayer};
 pub use config::ApprovalConfig;
 pub use hub::{
     ApprovalError, Approvals, ApprovalsBuilder, DEFAULT_MAX_GRANT, DEFAULT_TIMEOUT,
-    MAX_REASON_CHARS, PreviewMasker,
+    MAX_REASON_CHARS, PreviewMasker, default_preview_masker,
 };
 pub use layer::{ApprovalLayer, ApprovalService, body_sha256};
 pub use mask::{DEFAULT_PREVIEW_CHARS, mask_preview};
