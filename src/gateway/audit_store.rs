@@ -2,6 +2,7 @@
 //! periodic retention purge.
 
 use std::sync::Arc;
+#[cfg(feature = "postgres")]
 use std::time::Duration;
 
 use super::config::{AuditConfig, AuditStoreKind, ConfigError};
