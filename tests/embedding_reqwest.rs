@@ -451,3 +451,90 @@ async fn client_credentials_are_cached_and_renewed_on_invalidation() {
     );
     assert!(!msg.contains("not-the-secret"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforce_masks_a_streamed_answer_in_flight_and_records_the_finding() {
+    use skillgate::redaction::{RedactionLayer, Redactor};
+
+    let idp = OidcProvider::start().await;
+    let upstream = StandIn::start().await;
+    let store: Arc<dyn AuditStore> = Arc::new(SqliteStore::in_memory().await.expect("store"));
+    let verifier = JwtVerifier::builder(idp.issuer.clone())
+        .audience(AUDIENCE)
+        .require_typ("at+jwt")
+        .keys(KeySource::Discovery)
+        .build()
+        .expect("verifier");
+    let gateway = Gateway::builder()
+        .verifier(verifier)
+        .audit_store_arc(store.clone())
+        .redaction(RedactionLayer::new(Redactor::new()))
+        .build()
+        .expect("gateway");
+    let c = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(MachineIdentity::new(client_credentials(&idp)))
+        .with(
+            Enforce::new(gateway.layer())
+                .upstream_credential(StaticCredential::new(Credential::api_key(STAND_IN_API_KEY))),
+        )
+        .build();
+
+    // The stand-in echoes the prompt in 5-character text_delta pieces, so the
+    // card number reaches the client side split across several events.
+    let prompt = "charge card 4111 1111 1111 1111 today";
+    let res = post_messages(
+        &c,
+        &upstream.base_url(),
+        messages_body("claude-sonnet-5", prompt, true),
+    )
+    .await
+    .expect("allowed");
+    assert_eq!(res.status(), 200);
+    let id = res
+        .extensions()
+        .get::<skillgate::audit::AuditHandle>()
+        .expect("audit handle")
+        .id();
+    let mut sse = String::new();
+    let mut chunks = res.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        sse.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+    }
+    let mut text = String::new();
+    for line in sse.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        let v: Value = serde_json::from_str(line).expect("event json");
+        if v["delta"]["type"] == "text_delta" {
+            text.push_str(v["delta"]["text"].as_str().unwrap_or(""));
+        }
+    }
+    // The upstream really sent the number (the stand-in echoes), the client never saw any of it.
+    assert!(reply_text_for(prompt).contains("4111 1111 1111 1111"));
+    assert_eq!(
+        text,
+        reply_text_for(prompt).replace("4111 1111 1111 1111", "[REDACTED:CREDIT_CARD]")
+    );
+    assert!(
+        !sse.contains("4111"),
+        "a fragment of the card leaked: {sse}"
+    );
+    assert!(sse.contains("message_stop"), "the stream ends normally");
+
+    // The finding (type, count, path; never the value) is in the audit record.
+    let mut findings = Vec::new();
+    for _ in 0..200 {
+        if let Some(rec) = store.get(id).await.expect("get")
+            && let Some(r) = rec.response.filter(|r| r.complete)
+        {
+            findings = r.findings;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.entity_type == "CREDIT_CARD" && f.count == 1),
+        "{findings:?}"
+    );
+    assert!(!format!("{findings:?}").contains("4111"));
+}
