@@ -218,7 +218,11 @@ where
                 let mut tokens = vault.snapshot();
                 #[cfg(feature = "redis")]
                 if let Some(rv) = &layer.redis_vault {
-                    carry_tokens(rv, &req, &mut tokens).await;
+                    let scope = super::reversible::scope_of(
+                        req.extensions().get::<crate::identity::Principal>(),
+                    );
+                    let body = req.extensions().get::<RequestBody>().map(|b| b.bytes().clone());
+                    carry_tokens(rv, scope, body, &mut tokens).await;
                 }
                 if !tokens.is_empty() {
                     restore = Some(Arc::new(tokens));
@@ -274,18 +278,17 @@ fn mask_request(
 #[cfg(feature = "redis")]
 async fn carry_tokens(
     rv: &super::RedisVault,
-    req: &Request<Body>,
+    scope: String,
+    body: Option<Bytes>,
     tokens: &mut HashMap<String, String>,
 ) {
-    let scope = super::reversible::scope_of(req.extensions().get::<crate::identity::Principal>());
     if let Err(e) = rv.store(&scope, tokens).await {
         tracing::warn!(target: "skillgate::redaction", error = %e, "token vault: store failed");
     }
-    let Some(b) = req.extensions().get::<RequestBody>() else {
+    let Some(b) = body else {
         return;
     };
-    let text = String::from_utf8_lossy(b.bytes());
-    let mut carried: Vec<String> = super::reversible::tokens_in(&text)
+    let mut carried: Vec<String> = super::reversible::tokens_in(&String::from_utf8_lossy(&b))
         .into_iter()
         .filter(|t| !tokens.contains_key(*t))
         .map(str::to_owned)

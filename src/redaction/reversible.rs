@@ -405,9 +405,9 @@ impl RedisVault {
         }
         let keys: Vec<String> = tokens.iter().map(|t| self.key(scope, t)).collect();
         let mut conn = self.conn.clone();
-        let fut = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async::<Vec<Option<String>>>(&mut conn);
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(&keys);
+        let fut = cmd.query_async::<Vec<Option<String>>>(&mut conn);
         let vals = match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return Err(format!("{:?}", e.kind())),
