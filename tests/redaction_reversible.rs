@@ -27,7 +27,9 @@ fn tokens(text: &str) -> Vec<String> {
         if !ty.is_empty()
             && ty.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
             && tag.len() == 16
-            && tag.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             out.push(t.to_owned());
         }
@@ -52,7 +54,10 @@ async fn model_sees_tokens_caller_gets_values() {
         // The model saw tokens only.
         let sent = upstream.received().last().unwrap().json();
         let seen = sent["messages"][0]["content"].as_str().unwrap().to_owned();
-        assert!(!seen.contains("dana.lee") && !seen.contains("4111"), "{seen}");
+        assert!(
+            !seen.contains("dana.lee") && !seen.contains("4111"),
+            "{seen}"
+        );
         let toks = tokens(&seen);
         assert_eq!(toks.len(), 2, "{seen}");
         assert!(toks[0].starts_with("[EMAIL_ADDRESS:tok:"), "{toks:?}");
@@ -62,7 +67,13 @@ async fn model_sees_tokens_caller_gets_values() {
     // A token this request did not issue passes unchanged.
     let foreign = "[EMAIL_ADDRESS:tok:0123456789abcdef]";
     let prompt = format!("echo {foreign}");
-    let out = sdk_call("stream", &gw.base_url, Some(&token), &[("SG_PROMPT", &prompt)]).await;
+    let out = sdk_call(
+        "stream",
+        &gw.base_url,
+        Some(&token),
+        &[("SG_PROMPT", &prompt)],
+    )
+    .await;
     assert_eq!(out["text"], reply_text_for(&prompt), "{out}");
 }
 
@@ -90,7 +101,11 @@ async fn redis_vault_restores_a_token_of_an_earlier_turn() {
         &[("SG_PROMPT", "mail dana.lee@example.com")],
     )
     .await;
-    assert_eq!(out["text"], reply_text_for("mail dana.lee@example.com"), "{out}");
+    assert_eq!(
+        out["text"],
+        reply_text_for("mail dana.lee@example.com"),
+        "{out}"
+    );
     let sent = upstream.received().last().unwrap().json();
     let toks = tokens(sent["messages"][0]["content"].as_str().unwrap());
     assert_eq!(toks.len(), 1, "{sent}");
@@ -99,7 +114,13 @@ async fn redis_vault_restores_a_token_of_an_earlier_turn() {
     // Turn 2 carries only the token (e.g. a caller that kept the model's
     // view of the history): the value comes back from Redis.
     let prompt = format!("and again {tok}");
-    let out = sdk_call("stream", &gw.base_url, Some(&alice), &[("SG_PROMPT", &prompt)]).await;
+    let out = sdk_call(
+        "stream",
+        &gw.base_url,
+        Some(&alice),
+        &[("SG_PROMPT", &prompt)],
+    )
+    .await;
     assert_eq!(
         out["text"],
         reply_text_for("and again dana.lee@example.com"),
@@ -110,7 +131,13 @@ async fn redis_vault_restores_a_token_of_an_earlier_turn() {
 
     // Another principal with the same token gets the token, not the value.
     let mallory = gw.token("mallory", &[]);
-    let out = sdk_call("stream", &gw.base_url, Some(&mallory), &[("SG_PROMPT", &prompt)]).await;
+    let out = sdk_call(
+        "stream",
+        &gw.base_url,
+        Some(&mallory),
+        &[("SG_PROMPT", &prompt)],
+    )
+    .await;
     assert_eq!(out["text"], reply_text_for(&prompt), "{out}");
 
     // The entry lives in Redis under the prefix, with a TTL.
@@ -122,7 +149,15 @@ async fn redis_vault_restores_a_token_of_an_earlier_turn() {
         .await
         .unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");
-    let ttl: i64 = redis::cmd("TTL").arg(&keys[0]).query_async(&mut conn).await.unwrap();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!((1..=60).contains(&ttl), "{ttl}");
-    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
 }

@@ -143,7 +143,9 @@ impl RedactionLayer {
             {
                 let v = super::RedisVault::open(
                     url,
-                    cfg.vault_key_prefix.as_deref().unwrap_or("skillgate:vault:"),
+                    cfg.vault_key_prefix
+                        .as_deref()
+                        .unwrap_or("skillgate:vault:"),
                     std::time::Duration::from_secs(cfg.vault_ttl_secs.unwrap_or(86_400)),
                     std::time::Duration::from_secs(2),
                 )?;

@@ -221,14 +221,18 @@ where
                     let scope = super::reversible::scope_of(
                         req.extensions().get::<crate::identity::Principal>(),
                     );
-                    let body = req.extensions().get::<RequestBody>().map(|b| b.bytes().clone());
+                    let body = req
+                        .extensions()
+                        .get::<RequestBody>()
+                        .map(|b| b.bytes().clone());
                     carry_tokens(rv, scope, body, &mut tokens).await;
                 }
                 if !tokens.is_empty() {
                     restore = Some(Arc::new(tokens));
                 }
             } else if layer.requests
-                && let Err(res) = mask_request(&mut req, &layer.redactor, layer.mode, audit.as_ref())
+                && let Err(res) =
+                    mask_request(&mut req, &layer.redactor, layer.mode, audit.as_ref())
             {
                 return Ok(*res);
             }

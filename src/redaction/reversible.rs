@@ -369,11 +369,7 @@ impl RedisVault {
     ///
     /// # Errors
     /// `Err(message)` when Redis fails or times out (no value in it).
-    pub async fn store(
-        &self,
-        scope: &str,
-        tokens: &HashMap<String, String>,
-    ) -> Result<(), String> {
+    pub async fn store(&self, scope: &str, tokens: &HashMap<String, String>) -> Result<(), String> {
         if tokens.is_empty() {
             return Ok(());
         }
