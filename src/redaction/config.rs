@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::{CustomPattern, Mode, Operator, RedactionError, RedactionLayer, Redactor};
+use super::{CustomPattern, Mode, Operator, RedactionError, RedactionLayer, Redactor, VaultKind};
 
 /// `[redaction]`: what is masked and how (see `docs/redaction.md`).
 ///
@@ -49,6 +49,38 @@ pub struct RedactionConfig {
     pub redact_requests: bool,
     /// Most bytes held back per content block (default 65,536).
     pub max_hold_bytes: Option<usize>,
+    /// What happens to prompts: `off` (default), `mask` (same as
+    /// `redact_requests = true`) or `reversible` (tokens upstream, the
+    /// caller's values restored in the response).
+    pub request: RequestRedaction,
+    /// Where reversible tokens live: `memory` (default, per request) or
+    /// `redis` (feature `redis`; per principal, for multi-turn use).
+    pub vault: VaultKind,
+    /// Redis URL of the `redis` vault (required with it).
+    pub vault_redis_url: Option<String>,
+    /// Lifetime of a token in the `redis` vault, seconds (default 86,400).
+    pub vault_ttl_secs: Option<u64>,
+    /// Key prefix in the `redis` vault (default `skillgate:vault:`).
+    pub vault_key_prefix: Option<String>,
+}
+
+/// `[redaction] request`: what happens to the prompts of `POST /v1/messages`.
+///
+/// ```
+/// use skillgate::redaction::RequestRedaction;
+/// let r: RequestRedaction = serde_json::from_str(r#""reversible""#).unwrap();
+/// assert_eq!(r, RequestRedaction::Reversible);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestRedaction {
+    /// Prompts go upstream as sent (unless `redact_requests = true`).
+    #[default]
+    Off,
+    /// Prompts are masked with the configured operators.
+    Mask,
+    /// Prompts are masked with tokens; the caller gets its values back.
+    Reversible,
 }
 
 impl RedactionLayer {
@@ -90,12 +122,43 @@ impl RedactionLayer {
             b = b.max_hold_bytes(n);
         }
         let redactor = b.build()?;
-        Ok(Some(
-            RedactionLayer::builder()
-                .redactor(redactor)
-                .mode(cfg.mode)
-                .redact_requests(cfg.redact_requests)
-                .build(),
-        ))
+        #[allow(unused_mut)]
+        let mut lb = RedactionLayer::builder()
+            .redactor(redactor)
+            .mode(cfg.mode)
+            .redact_requests(cfg.redact_requests || cfg.request == RequestRedaction::Mask)
+            .reversible(cfg.request == RequestRedaction::Reversible);
+        if cfg.vault == VaultKind::Redis {
+            if cfg.request != RequestRedaction::Reversible {
+                return Err(RedactionError::Config(
+                    "vault = \"redis\" needs request = \"reversible\"".into(),
+                ));
+            }
+            let Some(url) = &cfg.vault_redis_url else {
+                return Err(RedactionError::Config(
+                    "vault = \"redis\" needs vault_redis_url".into(),
+                ));
+            };
+            #[cfg(feature = "redis")]
+            {
+                let v = super::RedisVault::open(
+                    url,
+                    cfg.vault_key_prefix
+                        .as_deref()
+                        .unwrap_or("skillgate:vault:"),
+                    std::time::Duration::from_secs(cfg.vault_ttl_secs.unwrap_or(86_400)),
+                    std::time::Duration::from_secs(2),
+                )?;
+                lb = lb.redis_vault(v);
+            }
+            #[cfg(not(feature = "redis"))]
+            {
+                let _ = url;
+                return Err(RedactionError::Config(
+                    "vault = \"redis\" needs the `redis` feature".into(),
+                ));
+            }
+        }
+        Ok(Some(lb.build()))
     }
 }

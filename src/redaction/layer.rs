@@ -3,6 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -12,7 +13,8 @@ use serde_json::{Value, json};
 use tower::{Layer, Service};
 
 use super::json::{push_findings, redact_block, redact_json_value, redact_message, redact_request};
-use super::{Mode, RedactionError, Redactor, StreamRedactor};
+use super::reversible::{restore_message, restore_value};
+use super::{Mode, RedactionError, Redactor, StreamRedactor, TokenRestorer, TokenVault};
 use crate::audit::{AuditHandle, Finding};
 use crate::body::{Body, BoxError, collect_limited};
 use crate::error::{ErrorType, error_response};
@@ -44,6 +46,9 @@ pub struct RedactionLayer {
     redactor: Redactor,
     mode: Mode,
     requests: bool,
+    reversible: bool,
+    #[cfg(feature = "redis")]
+    redis_vault: Option<super::RedisVault>,
     max_response_bytes: usize,
 }
 
@@ -53,6 +58,9 @@ pub struct RedactionLayerBuilder {
     redactor: Option<Redactor>,
     mode: Mode,
     requests: bool,
+    reversible: bool,
+    #[cfg(feature = "redis")]
+    redis_vault: Option<super::RedisVault>,
     max_response_bytes: Option<usize>,
 }
 
@@ -73,6 +81,25 @@ impl RedactionLayerBuilder {
         self.requests = on;
         self
     }
+    /// Reversible request redaction (default `false`): prompts are masked
+    /// with [`Operator::Token`](super::Operator::Token) for every entity
+    /// type, and the tokens issued for the request are restored to their
+    /// values in its response, after response masking (see
+    /// `docs/redaction.md`). Takes precedence over
+    /// [`redact_requests`](Self::redact_requests).
+    pub fn reversible(mut self, on: bool) -> Self {
+        self.reversible = on;
+        self
+    }
+    /// Keeps reversible tokens in Redis too (implies
+    /// [`reversible`](Self::reversible)), so a later turn of the same
+    /// principal that carries an earlier token gets its value back.
+    #[cfg(feature = "redis")]
+    pub fn redis_vault(mut self, v: super::RedisVault) -> Self {
+        self.reversible = true;
+        self.redis_vault = Some(v);
+        self
+    }
     /// Largest JSON response rewritten, in bytes (default 32 MiB); larger
     /// ones fail (strict) or pass unchanged (best-effort).
     pub fn max_response_bytes(mut self, n: usize) -> Self {
@@ -85,6 +112,9 @@ impl RedactionLayerBuilder {
             redactor: self.redactor.unwrap_or_default(),
             mode: self.mode,
             requests: self.requests,
+            reversible: self.reversible,
+            #[cfg(feature = "redis")]
+            redis_vault: self.redis_vault,
             max_response_bytes: self
                 .max_response_bytes
                 .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
@@ -177,35 +207,103 @@ where
             if !messages {
                 return inner.call(req).await;
             }
-            if layer.requests {
-                let body = req.extensions().get::<RequestBody>().cloned();
-                if let Some(b) = body
-                    && let Ok(mut v) = serde_json::from_slice::<Value>(b.bytes())
-                {
-                    let mut findings = Vec::new();
-                    redact_request(&layer.redactor, &mut v, &mut findings);
-                    if !findings.is_empty() {
-                        match serde_json::to_vec(&v) {
-                            Ok(bytes) => {
-                                let bytes = Bytes::from(bytes);
-                                req.headers_mut().remove(header::CONTENT_LENGTH);
-                                req.extensions_mut().insert(RequestBody::new(bytes.clone()));
-                                *req.body_mut() = Body::from(bytes);
-                                record(audit.as_ref(), findings);
-                            }
-                            Err(_) if layer.mode == Mode::Strict => {
-                                return Ok(failure(&RedactionError::Uninspectable(
-                                    "request body".into(),
-                                )));
-                            }
-                            Err(_) => {}
-                        }
-                    }
+            let mut restore = None;
+            if layer.reversible {
+                let vault = TokenVault::default();
+                let r = layer.redactor.tokenizing(vault.clone());
+                if let Err(res) = mask_request(&mut req, &r, layer.mode, audit.as_ref()) {
+                    return Ok(*res);
                 }
+                #[allow(unused_mut)]
+                let mut tokens = vault.snapshot();
+                #[cfg(feature = "redis")]
+                if let Some(rv) = &layer.redis_vault {
+                    let scope = super::reversible::scope_of(
+                        req.extensions().get::<crate::identity::Principal>(),
+                    );
+                    let body = req
+                        .extensions()
+                        .get::<RequestBody>()
+                        .map(|b| b.bytes().clone());
+                    carry_tokens(rv, scope, body, &mut tokens).await;
+                }
+                if !tokens.is_empty() {
+                    restore = Some(Arc::new(tokens));
+                }
+            } else if layer.requests
+                && let Err(res) =
+                    mask_request(&mut req, &layer.redactor, layer.mode, audit.as_ref())
+            {
+                return Ok(*res);
             }
             let res = inner.call(req).await?;
-            Ok(redact_response(&layer, res, audit).await)
+            Ok(redact_response(&layer, res, audit, restore).await)
         })
+    }
+}
+
+/// Masks the prompt of `req` with `r`, replacing its body and `RequestBody`
+/// when anything was found; `Err` holds the strict-mode failure response.
+fn mask_request(
+    req: &mut Request<Body>,
+    r: &Redactor,
+    mode: Mode,
+    audit: Option<&AuditHandle>,
+) -> Result<(), Box<Response<Body>>> {
+    let body = req.extensions().get::<RequestBody>().cloned();
+    let Some(b) = body else { return Ok(()) };
+    let Ok(mut v) = serde_json::from_slice::<Value>(b.bytes()) else {
+        return Ok(());
+    };
+    let mut findings = Vec::new();
+    redact_request(r, &mut v, &mut findings);
+    if findings.is_empty() {
+        return Ok(());
+    }
+    match serde_json::to_vec(&v) {
+        Ok(bytes) => {
+            let bytes = Bytes::from(bytes);
+            req.headers_mut().remove(header::CONTENT_LENGTH);
+            req.extensions_mut().insert(RequestBody::new(bytes.clone()));
+            *req.body_mut() = Body::from(bytes);
+            record(audit, findings);
+            Ok(())
+        }
+        Err(_) if mode == Mode::Strict => Err(Box::new(failure(&RedactionError::Uninspectable(
+            "request body".into(),
+        )))),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Stores the tokens issued for `req` in Redis under its principal's scope
+/// and adds the values of earlier tokens the (masked) prompt carries. Redis
+/// failures are logged and leave those tokens unrestored (nothing leaks).
+#[cfg(feature = "redis")]
+async fn carry_tokens(
+    rv: &super::RedisVault,
+    scope: String,
+    body: Option<Bytes>,
+    tokens: &mut HashMap<String, String>,
+) {
+    if let Err(e) = rv.store(&scope, tokens).await {
+        tracing::warn!(target: "skillgate::redaction", error = %e, "token vault: store failed");
+    }
+    let Some(b) = body else {
+        return;
+    };
+    let mut carried: Vec<String> = super::reversible::tokens_in(&String::from_utf8_lossy(&b))
+        .into_iter()
+        .filter(|t| !tokens.contains_key(*t))
+        .map(str::to_owned)
+        .collect();
+    carried.sort_unstable();
+    carried.dedup();
+    match rv.lookup(&scope, &carried).await {
+        Ok(found) => tokens.extend(found),
+        Err(e) => {
+            tracing::warn!(target: "skillgate::redaction", error = %e, "token vault: lookup failed");
+        }
     }
 }
 
@@ -213,6 +311,7 @@ async fn redact_response(
     layer: &RedactionLayer,
     res: Response<Body>,
     audit: Option<AuditHandle>,
+    restore: Option<Arc<HashMap<String, String>>>,
 ) -> Response<Body> {
     if !res.status().is_success() {
         return res;
@@ -247,7 +346,8 @@ async fn redact_response(
     if ctype.starts_with("text/event-stream") {
         let (mut parts, body) = res.into_parts();
         parts.headers.remove(header::CONTENT_LENGTH);
-        let body = RedactionBody::new(body, layer.redactor.clone(), layer.mode, audit);
+        let mut body = RedactionBody::new(body, layer.redactor.clone(), layer.mode, audit);
+        body.restore = restore;
         return Response::from_parts(parts, Body::new(body));
     }
     if !ctype.starts_with("application/json") {
@@ -269,6 +369,10 @@ async fn redact_response(
         .map_err(|e| RedactionError::Uninspectable(format!("response JSON: {e}")))
         .and_then(|mut v| {
             redact_message(&layer.redactor, &mut v, &mut findings, !strict)?;
+            // After masking: restored values are the caller's own prompt data.
+            if let Some(m) = &restore {
+                restore_message(m, &mut v);
+            }
             serde_json::to_vec(&v)
                 .map_err(|e| RedactionError::Uninspectable(format!("response JSON: {e}")))
         });
@@ -320,6 +424,9 @@ pub struct RedactionBody {
     queue: VecDeque<Bytes>,
     done: bool,
     findings: Vec<Finding>,
+    /// Tokens of this request to restore (reversible request redaction).
+    restore: Option<Arc<HashMap<String, String>>>,
+    restorers: HashMap<u64, TokenRestorer>,
 }
 
 impl std::fmt::Debug for RedactionBody {
@@ -345,6 +452,32 @@ impl RedactionBody {
             queue: VecDeque::new(),
             done: false,
             findings: Vec::new(),
+            restore: None,
+            restorers: HashMap::new(),
+        }
+    }
+
+    /// Queues a delta of released (masked) text, restoring this request's
+    /// tokens first when reversible; `last` ends the block's text.
+    fn emit(&mut self, index: u64, kind: &str, field: &str, text: &str, last: bool) {
+        let out = match &self.restore {
+            Some(m) => {
+                let r = self
+                    .restorers
+                    .entry(index)
+                    .or_insert_with(|| TokenRestorer::new(m.clone(), kind == "input_json_delta"));
+                let mut out = r.push(text);
+                if last {
+                    out.push_str(&r.finish());
+                    self.restorers.remove(&index);
+                }
+                out
+            }
+            None => text.to_owned(),
+        };
+        if !out.is_empty() {
+            self.queue
+                .push_back(Self::delta_event(index, kind, field, &out));
         }
     }
 
@@ -367,10 +500,7 @@ impl RedactionBody {
             BlockState::Pass => return Ok(()),
         };
         let rest = s.finish()?;
-        if !rest.is_empty() {
-            self.queue
-                .push_back(Self::delta_event(index, kind, field, &rest));
-        }
+        self.emit(index, kind, field, &rest, true);
         push_findings(
             &mut self.findings,
             s.findings(),
@@ -430,14 +560,7 @@ impl RedactionBody {
                                     .to_bytes(),
                             );
                             let out = s.push(&initial)?;
-                            if !out.is_empty() {
-                                self.queue.push_back(Self::delta_event(
-                                    index,
-                                    "text_delta",
-                                    "text",
-                                    &out,
-                                ));
-                            }
+                            self.emit(index, "text_delta", "text", &out, false);
                         }
                         self.blocks.insert(index, BlockState::Text(s));
                     }
@@ -451,7 +574,11 @@ impl RedactionBody {
                                 &mut f,
                             );
                         }
-                        if f.is_empty() {
+                        let restored = match (&self.restore, block.get_mut("input")) {
+                            (Some(m), Some(input)) => restore_value(m, input),
+                            _ => 0,
+                        };
+                        if f.is_empty() && restored == 0 {
                             self.queue.push_back(ev.raw().clone());
                         } else {
                             self.queue.push_back(
@@ -500,14 +627,7 @@ impl RedactionBody {
                             .and_then(Value::as_str)
                             .ok_or_else(|| bad("text_delta without text"))?;
                         let out = s.push(text)?;
-                        if !out.is_empty() {
-                            self.queue.push_back(Self::delta_event(
-                                index,
-                                "text_delta",
-                                "text",
-                                &out,
-                            ));
-                        }
+                        self.emit(index, "text_delta", "text", &out, false);
                         Ok(())
                     }
                     ("input_json_delta", Some(BlockState::Json(s))) => {
@@ -516,14 +636,7 @@ impl RedactionBody {
                             .and_then(Value::as_str)
                             .ok_or_else(|| bad("input_json_delta without partial_json"))?;
                         let out = s.push(text)?;
-                        if !out.is_empty() {
-                            self.queue.push_back(Self::delta_event(
-                                index,
-                                "input_json_delta",
-                                "partial_json",
-                                &out,
-                            ));
-                        }
+                        self.emit(index, "input_json_delta", "partial_json", &out, false);
                         Ok(())
                     }
                     ("citations_delta", Some(BlockState::Text(_))) => {

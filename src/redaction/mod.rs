@@ -46,6 +46,7 @@ mod detect;
 mod json;
 mod layer;
 mod operators;
+mod reversible;
 mod stream;
 
 #[cfg(test)]
@@ -54,11 +55,14 @@ mod tests;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-pub use config::RedactionConfig;
+pub use config::{RedactionConfig, RequestRedaction};
 pub use detect::{CustomPattern, Span, entity};
 pub use json::redact_json_value;
 pub use layer::{RedactionBody, RedactionLayer, RedactionLayerBuilder, RedactionService};
 pub use operators::{Operator, TokenVault};
+#[cfg(feature = "redis")]
+pub use reversible::RedisVault;
+pub use reversible::{TokenRestorer, VaultKind};
 pub use stream::{DEFAULT_MAX_HOLD_BYTES, JsonStreamRedactor, StreamRedactor};
 
 use detect::Detector;
@@ -259,6 +263,21 @@ impl Redactor {
     /// The vault holding [`Operator::Token`] values.
     pub fn vault(&self) -> &TokenVault {
         &self.ops.vault
+    }
+
+    /// This redactor with [`Operator::Token`] for every entity type, issuing
+    /// into `vault` (reversible request redaction).
+    pub(crate) fn tokenizing(&self, vault: TokenVault) -> Redactor {
+        Redactor {
+            detector: self.detector.clone(),
+            ops: Arc::new(Operators {
+                default: Operator::Token,
+                per_type: HashMap::new(),
+                key: self.ops.key.clone(),
+                vault,
+            }),
+            max_hold: self.max_hold,
+        }
     }
 
     /// A new incremental scanner for one stream of text.

@@ -63,6 +63,11 @@ impl TokenVault {
         }
     }
 
+    /// A copy of every token → value held.
+    pub(crate) fn snapshot(&self) -> HashMap<String, String> {
+        self.map.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
     /// Number of tokens held.
     pub fn len(&self) -> usize {
         self.map.lock().map(|m| m.len()).unwrap_or(0)
