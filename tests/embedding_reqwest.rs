@@ -245,32 +245,44 @@ reason = "Opus models are not for this skill"
 match = { models = ["claude-opus-*"] }
 "#;
 
+/// Verifies the provider's client-credentials access tokens (RFC 9068 `at+jwt`).
+fn access_token_verifier(idp: &OidcProvider) -> JwtVerifier {
+    JwtVerifier::builder(idp.issuer.clone())
+        .audience(AUDIENCE)
+        .require_typ("at+jwt")
+        .keys(KeySource::Discovery)
+        .build()
+        .expect("verifier")
+}
+
+/// A client with the skill's identity and `gateway`'s layers enforced locally.
+fn enforcing_client(
+    idp: &OidcProvider,
+    gateway: &Gateway,
+) -> reqwest_middleware::ClientWithMiddleware {
+    reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(MachineIdentity::new(client_credentials(idp)))
+        .with(
+            Enforce::new(gateway.layer())
+                .upstream_credential(StaticCredential::new(Credential::api_key(STAND_IN_API_KEY))),
+        )
+        .build()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enforce_runs_policy_and_audit_inside_the_client() {
     let idp = OidcProvider::start().await;
     let upstream = StandIn::start().await;
     let store: Arc<dyn AuditStore> = Arc::new(SqliteStore::in_memory().await.expect("store"));
-    let verifier = JwtVerifier::builder(idp.issuer.clone())
-        .audience(AUDIENCE)
-        .require_typ("at+jwt")
-        .keys(KeySource::Discovery)
-        .build()
-        .expect("verifier");
     let gateway = Gateway::builder()
-        .verifier(verifier)
+        .verifier(access_token_verifier(&idp))
         .audit_store_arc(store.clone())
         .policy(PolicyLayer::new(
             RulesPolicy::from_toml(LOCAL_POLICY, "local").expect("policy"),
         ))
         .build()
         .expect("gateway");
-    let c = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(MachineIdentity::new(client_credentials(&idp)))
-        .with(
-            Enforce::new(gateway.layer())
-                .upstream_credential(StaticCredential::new(Credential::api_key(STAND_IN_API_KEY))),
-        )
-        .build();
+    let c = enforcing_client(&idp, &gateway);
     let api = upstream.base_url();
 
     // A streamed answer arrives piece by piece and whole.
@@ -459,25 +471,13 @@ async fn enforce_masks_a_streamed_answer_in_flight_and_records_the_finding() {
     let idp = OidcProvider::start().await;
     let upstream = StandIn::start().await;
     let store: Arc<dyn AuditStore> = Arc::new(SqliteStore::in_memory().await.expect("store"));
-    let verifier = JwtVerifier::builder(idp.issuer.clone())
-        .audience(AUDIENCE)
-        .require_typ("at+jwt")
-        .keys(KeySource::Discovery)
-        .build()
-        .expect("verifier");
     let gateway = Gateway::builder()
-        .verifier(verifier)
+        .verifier(access_token_verifier(&idp))
         .audit_store_arc(store.clone())
         .redaction(RedactionLayer::new(Redactor::new()))
         .build()
         .expect("gateway");
-    let c = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(MachineIdentity::new(client_credentials(&idp)))
-        .with(
-            Enforce::new(gateway.layer())
-                .upstream_credential(StaticCredential::new(Credential::api_key(STAND_IN_API_KEY))),
-        )
-        .build();
+    let c = enforcing_client(&idp, &gateway);
 
     // The stand-in echoes the prompt in 5-character text_delta pieces, so the
     // card number reaches the client side split across several events.
