@@ -86,17 +86,7 @@ fn score(path: &str) -> Result<(), Box<dyn std::error::Error>> {
                 )
             })
             .collect();
-        for (s, e, t) in &spans {
-            let hit = labels
-                .iter()
-                .any(|(ls, le, lt)| lt == t && s < le && ls < e);
-            m.entry(t.clone()).or_default()[if hit { 0 } else { 1 }] += 1;
-        }
-        for (ls, le, lt) in &labels {
-            if !spans.iter().any(|(s, e, t)| t == lt && s < le && ls < e) {
-                m.entry(lt.clone()).or_default()[2] += 1;
-            }
-        }
+        corpus::score(&labels, &spans, &mut m);
     }
     let bytes: usize = texts.iter().map(String::len).sum();
     let per_type: BTreeMap<_, _> = m

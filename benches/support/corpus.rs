@@ -288,3 +288,25 @@ pub fn dense(seed: u64, bytes: usize) -> (String, Vec<Label>) {
     }
     (s, labels)
 }
+
+/// Scores detected spans against labels, both `(start, end, entity type)`
+/// in the same offset unit: adds to `m[type]` = `[true positives, false
+/// positives, false negatives]`. A detected span counts when it overlaps a
+/// label of the same type.
+pub fn score(
+    labels: &[(usize, usize, String)],
+    spans: &[(usize, usize, String)],
+    m: &mut std::collections::BTreeMap<String, [u64; 3]>,
+) {
+    for (s, e, t) in spans {
+        let hit = labels
+            .iter()
+            .any(|(ls, le, lt)| lt == t && s < le && ls < e);
+        m.entry(t.clone()).or_default()[if hit { 0 } else { 1 }] += 1;
+    }
+    for (ls, le, lt) in labels {
+        if !spans.iter().any(|(s, e, t)| t == lt && s < le && ls < e) {
+            m.entry(lt.clone()).or_default()[2] += 1;
+        }
+    }
+}

@@ -1,12 +1,14 @@
 //! Detectors: one multi-pattern search, then validators.
 //!
-//! Every built-in detector is one pattern of a single
-//! [`regex_automata::meta::Regex`] built with `new_many` (leftmost-first, in
-//! the priority order of [`BUILTIN`]); each candidate the search yields goes
-//! through its validator (Luhn, issuer prefix, SSA rules, libphonenumber,
-//! mod-97, …). A candidate that fails is retried with every other pattern
-//! anchored at the same start; if none validates, the search moves on by one
-//! character. Matches never overlap.
+//! One unanchored [`regex_automata::meta::Regex`] over the *starts* of all
+//! patterns (`builtin_starts`: a digit, `sk-`, a word followed by `@`, …,
+//! without counted repetitions, so its lazy DFA stays small) finds the next
+//! place a value could begin. There, one anchored pass of the precise
+//! patterns (`MatchKind::All`) says which of them match; each, in the
+//! priority order of `builtin_patterns`, goes through its validator (Luhn,
+//! issuer prefix, SSA rules, libphonenumber, mod-97, …) until one accepts.
+//! If none does, the search moves on by one character (over a whole digit
+//! run when the run cannot start a value). Matches never overlap.
 //!
 //! The same procedure runs on whole texts ([`Detector::detect`]) and, with a
 //! liveness check per start position, on text arriving in pieces
@@ -17,7 +19,7 @@ use std::sync::Arc;
 
 use regex_automata::hybrid::dfa::{Cache as DfaCache, DFA};
 use regex_automata::util::syntax;
-use regex_automata::{Anchored, Input, MatchKind, meta};
+use regex_automata::{Anchored, Input, MatchKind, PatternSet, meta};
 
 use super::RedactionError;
 
@@ -100,6 +102,15 @@ enum Kind {
     Generic,
     Custom,
 }
+
+/// Lazy-DFA cache per search automaton and thread, in bytes (the anchored
+/// all-patterns automaton has many states: Unicode letter classes of the
+/// e-mail pattern times the counted digit patterns).
+const SEARCH_CACHE_BYTES: usize = 4 << 20;
+
+/// Idle liveness-automaton caches kept for reuse by new streams (each holds
+/// at most the automaton's cache capacity, 8 MiB).
+const IDLE_CACHES: usize = 8;
 
 /// The built-in patterns in priority order (kind, entity type, pattern).
 fn builtin_patterns() -> Vec<(Kind, &'static str, String)> {
@@ -185,6 +196,36 @@ fn builtin_patterns() -> Vec<(Kind, &'static str, String)> {
     ]
 }
 
+/// The start of each built-in pattern (same order as [`builtin_patterns`]),
+/// written without counted repetitions. Each matches a prefix of every
+/// value its pattern matches, so a value can only start where one of these
+/// starts. The unanchored search runs over these; the precise patterns run
+/// anchored at each start found. (Searching the precise patterns unanchored
+/// made one automaton whose states multiply — every digit may start a card,
+/// a phone number and an IP at different counts — and its lazy DFA rebuilt
+/// states on every new text.)
+fn builtin_starts() -> Vec<String> {
+    vec![
+        r"\[[A-Z]".into(),
+        r"-----BEGIN".into(),
+        r"sk-ant-".into(),
+        r"sk-".into(),
+        r"A(?:KIA|SIA|BIA|CCA)".into(),
+        r"gh[pousr]_|github_pat_".into(),
+        r"xox[abposr]-".into(),
+        r"eyJ".into(),
+        r"[A-Za-z][A-Za-z0-9+.\-]*://".into(),
+        format!(r"[\p{{L}}\p{{N}}\p{{M}}._%+\-{ZW}]+[@\u{{FF20}}\u{{FE6B}}]"),
+        r"[A-Z]{2}[0-9]{2}".into(),
+        r"\d".into(),
+        r"\d".into(),
+        r"[0-9]".into(),
+        r"[0-9A-Fa-f]*:[0-9A-Fa-f]*:".into(),
+        r"(?:\+|\(\+?)?\d".into(),
+        r"[A-Za-z0-9_.\-]*(?i:api[_\-]?key|secret|token|passw(?:or)?d|pwd|auth|credential|access[_\-]?key|private[_\-]?key)".into(),
+    ]
+}
+
 /// A pattern of its own, from configuration: `pattern` is a regular
 /// expression in the syntax of the `regex` crate (no look-around, no
 /// back-references); every match is a value of `entity_type`.
@@ -231,8 +272,15 @@ struct Pat {
 
 /// The compiled detectors; cheap to share (`Arc` inside a `Redactor`).
 pub(crate) struct Detector {
-    all: meta::Regex,
+    /// The patterns' starts ([`builtin_starts`], then custom patterns),
+    /// searched unanchored for the next place a value could start.
+    starts: meta::Regex,
+    /// The precise patterns with `MatchKind::All`: which of them match
+    /// anchored at a start (one pass instead of one search per pattern).
+    set: meta::Regex,
     live: DFA,
+    /// Liveness caches of finished streams, reused by new ones.
+    idle_caches: std::sync::Mutex<Vec<DfaCache>>,
     pats: Vec<Pat>,
     /// Which detector kinds are enabled (entity type filter applied).
     enabled: Vec<bool>,
@@ -286,10 +334,26 @@ impl Detector {
             ));
         }
         let sources: Vec<&str> = list.iter().map(|(_, _, p)| p.as_str()).collect();
+        let mut start_sources = builtin_starts();
+        debug_assert_eq!(start_sources.len(), builtin_patterns().len());
+        start_sources.extend(custom.iter().map(|c| c.pattern.clone()));
         let syn = syntax::Config::new().unicode(true).utf8(true);
-        let all = meta::Regex::builder()
+        let starts = meta::Regex::builder()
             .syntax(syn)
-            .configure(meta::Config::new().match_kind(MatchKind::LeftmostFirst))
+            .configure(
+                meta::Config::new()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .hybrid_cache_capacity(SEARCH_CACHE_BYTES),
+            )
+            .build_many(&start_sources)
+            .map_err(|e| RedactionError::Config(format!("detector patterns: {e}")))?;
+        let set = meta::Regex::builder()
+            .syntax(syn)
+            .configure(
+                meta::Config::new()
+                    .match_kind(MatchKind::All)
+                    .hybrid_cache_capacity(SEARCH_CACHE_BYTES),
+            )
             .build_many(&sources)
             .map_err(|e| RedactionError::Config(format!("detector patterns: {e}")))?;
         let live = DFA::builder()
@@ -329,17 +393,34 @@ impl Detector {
             }
         }
         Ok(Detector {
-            all,
+            starts,
+            set,
             live,
+            idle_caches: std::sync::Mutex::new(Vec::new()),
             pats,
             enabled: enabled_flags,
             has_custom: !custom.is_empty(),
         })
     }
 
-    /// Creates the per-scanner cache of the liveness automaton.
+    /// A cache of the liveness automaton for one scanner: a returned one
+    /// when there is one (its states stay built across streams), else new.
     pub(crate) fn cache(&self) -> DfaCache {
-        self.live.create_cache()
+        self.idle_caches
+            .lock()
+            .ok()
+            .and_then(|mut v| v.pop())
+            .unwrap_or_else(|| self.live.create_cache())
+    }
+
+    /// Takes back a scanner's cache (kept while fewer than
+    /// [`IDLE_CACHES`] are idle).
+    pub(crate) fn recycle(&self, cache: DfaCache) {
+        if let Ok(mut v) = self.idle_caches.lock()
+            && v.len() < IDLE_CACHES
+        {
+            v.push(cache);
+        }
     }
 
     /// All values in a whole text.
@@ -444,46 +525,30 @@ impl Detector {
         let mut pos = from;
         while pos < until {
             let input = Input::new(hay).span(pos..span_end);
-            let Some(m) = self.all.search(&input) else {
+            let Some(m) = self.starts.search(&input) else {
                 return until;
             };
             if m.start() >= until {
                 return until;
             }
             let s = m.start();
-            let first = m.pattern().as_usize();
-            let mut accepted: Option<(usize, usize, usize)> = None; // (pattern, start, end)
-            let mut undecided = false;
-            // The leftmost-first winner, then every other pattern anchored at s.
-            let order = std::iter::once(first).chain((0..self.pats.len()).filter(|&i| i != first));
-            for pid in order {
-                if !self.enabled[pid] && self.pats[pid].kind != Kind::Placeholder {
-                    continue;
-                }
-                let end = if pid == first {
-                    m.end()
-                } else {
-                    let inp = Input::new(hay).span(s..hay.len()).anchored(Anchored::Yes);
-                    match self.pats[pid].anchored.search(&inp) {
-                        Some(mm) => mm.end(),
-                        None => continue,
-                    }
-                };
-                match self.validate(pid, text, s, end, last, json) {
-                    Verdict::No => {}
-                    Verdict::Undecided => {
-                        undecided = true;
-                        break;
-                    }
-                    Verdict::Yes(a, b, p) => {
-                        accepted = Some((p, a, b));
-                        break;
-                    }
+            // Every pattern that matches anchored at s, in priority order
+            // (the order a leftmost-first search over them would prefer).
+            let inp = Input::new(hay).span(s..span_end).anchored(Anchored::Yes);
+            let mut set = PatternSet::new(self.pats.len());
+            self.set.which_overlapping_matches(&inp, &mut set);
+            let mut verdict = Verdict::No;
+            for pid in set.iter().map(|p| p.as_usize()) {
+                verdict = self.try_pattern(pid, span_end, text, s, last, json);
+                if !matches!(verdict, Verdict::No) {
+                    break;
                 }
             }
-            if undecided {
-                return s;
-            }
+            let accepted = match verdict {
+                Verdict::Undecided => return s,
+                Verdict::Yes(a, b, p) => Some((p, a, b)),
+                Verdict::No => None,
+            };
             match accepted {
                 Some((p, a, b)) => {
                     // Mask outputs (`*****1234`) and placeholders are never values.
@@ -510,10 +575,48 @@ impl Detector {
                     while pos < hay.len() && !text.is_char_boundary(pos) {
                         pos += 1;
                     }
+                    // An ASCII digit right after a letter, digit or `_` can
+                    // start no built-in value: the patterns that begin with a
+                    // digit (cards, SSNs, phones, IPs, e-mail and assignment
+                    // names) all require a boundary before them. Skipping
+                    // such starts keeps a long digit run linear. (In JSON an
+                    // escape letter such as the `n` of `\n` is a boundary.)
+                    if !self.has_custom {
+                        while pos < until
+                            && hay[pos].is_ascii_digit()
+                            && (hay[pos - 1].is_ascii_alphanumeric() || hay[pos - 1] == b'_')
+                            && !(json && escaped_at(text, pos - 1))
+                        {
+                            pos += 1;
+                        }
+                    }
                 }
             }
         }
         pos
+    }
+
+    /// Validates pattern `pid` anchored at `s` (its match found in
+    /// `text[s..span_end]`).
+    fn try_pattern(
+        &self,
+        pid: usize,
+        span_end: usize,
+        text: &str,
+        s: usize,
+        last: bool,
+        json: bool,
+    ) -> Verdict {
+        if !self.enabled[pid] && self.pats[pid].kind != Kind::Placeholder {
+            return Verdict::No;
+        }
+        let inp = Input::new(text.as_bytes())
+            .span(s..span_end)
+            .anchored(Anchored::Yes);
+        match self.pats[pid].anchored.search(&inp) {
+            Some(m) => self.validate(pid, text, s, m.end(), last, json),
+            None => Verdict::No,
+        }
     }
 
     /// Whether `v` is exactly one of our placeholders (never a value).
@@ -566,7 +669,17 @@ impl Detector {
             Kind::Placeholder => yes(s, e),
             Kind::Custom => yes(s, e),
             Kind::PrivateKey => yes(s, e),
-            Kind::Anthropic | Kind::OpenAi | Kind::GitHub | Kind::Slack | Kind::Aws => {
+            // AWS key ids (16 base-32 characters after the prefix: about one
+            // in 28 has no digit) and GitHub tokens (random base-62 after a
+            // specific prefix) need no digit; the prefix is evidence enough.
+            Kind::Aws | Kind::GitHub => {
+                if token_boundary(before) && token_boundary(after) {
+                    yes(s, e)
+                } else {
+                    Verdict::No
+                }
+            }
+            Kind::Anthropic | Kind::OpenAi | Kind::Slack => {
                 if token_boundary(before) && token_boundary(after) && has_digit_and_letter(v) {
                     yes(s, e)
                 } else {
@@ -755,40 +868,79 @@ fn ssn_context(text: &str, s: usize) -> bool {
 pub(crate) mod prefilter {
     //! The cheap pass: bytes without which no built-in value can exist.
 
-    /// `true` for bytes that occur in every built-in value: digits, `@`,
-    /// `:`, `=`, `-`, `_`, non-ASCII lead bytes, and the first letters of the
-    /// key prefixes without digits are covered by requiring `-`/`_`/`.`.
-    static TRIGGER: [bool; 256] = {
-        let mut t = [false; 256];
-        let mut b = b'0';
-        while b <= b'9' {
-            t[b as usize] = true;
-            b += 1;
-        }
-        t[b'@' as usize] = true;
-        t[b':' as usize] = true;
-        t[b'=' as usize] = true;
-        t[b'-' as usize] = true;
-        t[b'_' as usize] = true;
-        let mut i = 0x80;
-        while i < 256 {
-            t[i] = true;
-            i += 1;
-        }
-        t
-    };
+    /// Whether `b` is a byte without which no built-in value (AWS key ids
+    /// and JWTs aside) can exist: a digit, `@`, `:`, `=`, `-`, `_` or a
+    /// non-ASCII byte (fullwidth digits and `@`, zero-width characters).
+    /// Key prefixes hold `-` or `_`.
+    ///
+    /// Written without branches or tables so that [`first_trigger`]
+    /// compiles to SIMD compares.
+    #[inline(always)]
+    fn is_trigger(b: u8) -> bool {
+        // '0'..='9' and ':' are 0x30..=0x3A.
+        (b.wrapping_sub(b'0') <= 10)
+            | (b == b'@')
+            | (b == b'=')
+            | (b == b'-')
+            | (b == b'_')
+            | (b >= 0x80)
+    }
 
-    /// Whether a text holds any trigger byte, or a key prefix (`AKIA`, `eyJ`…
-    /// values hold digits, `-`, `_` or `.`; JWTs always hold `.` and at least
-    /// one of the others in practice, so they are checked by prefix).
+    /// Prefixes of values that may hold no trigger byte: AWS key ids (all
+    /// letters, now and then) and JWTs (rarely).
+    const PREFIX_LITERALS: [&str; 5] = ["AKIA", "ASIA", "ABIA", "ACCA", "eyJ"];
+
+    /// Offsets of the [`PREFIX_LITERALS`] in `hay`, in order: SIMD substring
+    /// searches for `IA` (AKIA, ASIA, ABIA), `CCA` (ACCA) and `eyJ`, each hit
+    /// then checked in place. (Much faster on prose than one multi-literal
+    /// search, because these needles are rare in ordinary text.)
+    fn prefix_literals(hay: &[u8]) -> Vec<usize> {
+        use memchr::memmem;
+        let mut out: Vec<usize> = Vec::new();
+        for (needle, back) in [(&b"IA"[..], 2usize), (b"CCA", 1), (b"eyJ", 0)] {
+            for i in memmem::find_iter(hay, needle) {
+                if i >= back
+                    && PREFIX_LITERALS
+                        .iter()
+                        .any(|p| hay[i - back..].starts_with(p.as_bytes()))
+                {
+                    out.push(i - back);
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Offset of the first trigger byte in `hay`.
+    pub(crate) fn first_trigger(hay: &[u8]) -> Option<usize> {
+        const CHUNK: usize = 64;
+        let mut chunks = hay.chunks_exact(CHUNK);
+        let mut base = 0;
+        for c in &mut chunks {
+            let mut any = false;
+            for &b in c {
+                any |= is_trigger(b);
+            }
+            if any {
+                return c.iter().position(|&b| is_trigger(b)).map(|i| base + i);
+            }
+            base += CHUNK;
+        }
+        chunks
+            .remainder()
+            .iter()
+            .position(|&b| is_trigger(b))
+            .map(|i| base + i)
+    }
+
+    /// Whether a text holds any trigger byte or a [`PREFIX_LITERALS`] one.
     pub(crate) fn any_trigger(hay: &[u8]) -> bool {
-        hay.iter().any(|&b| TRIGGER[b as usize]) || has_prefix_literal(hay)
+        first_trigger(hay).is_some() || has_prefix_literal(hay)
     }
 
     fn has_prefix_literal(hay: &[u8]) -> bool {
-        ["AKIA", "ASIA", "ABIA", "ACCA", "eyJ"]
-            .iter()
-            .any(|p| memchr::memmem::find(hay, p.as_bytes()).is_some())
+        !prefix_literals(hay).is_empty()
     }
 
     /// Maximal runs of lines (byte ranges, line breaks excluded at the ends)
@@ -797,7 +949,7 @@ pub(crate) mod prefilter {
         let mut out: Vec<(usize, usize)> = Vec::new();
         let mut pos = 0;
         while pos < hay.len() {
-            let Some(off) = hay[pos..].iter().position(|&b| TRIGGER[b as usize]) else {
+            let Some(off) = first_trigger(&hay[pos..]) else {
                 break;
             };
             let t = pos + off;
@@ -809,14 +961,12 @@ pub(crate) mod prefilter {
             }
             pos = end + 1;
         }
-        // Prefix literals without trigger bytes (rare): scan their lines too.
+        // Prefixes of values without trigger bytes: scan their lines too.
         if has_prefix_literal(hay) {
-            for p in ["AKIA", "ASIA", "ABIA", "ACCA", "eyJ"] {
-                for t in memchr::memmem::find_iter(hay, p.as_bytes()) {
-                    let start = memchr::memrchr(b'\n', &hay[..t]).map_or(0, |i| i + 1);
-                    let end = memchr::memchr(b'\n', &hay[t..]).map_or(hay.len(), |i| t + i);
-                    out.push((start, end));
-                }
+            for t in prefix_literals(hay) {
+                let start = memchr::memrchr(b'\n', &hay[..t]).map_or(0, |i| i + 1);
+                let end = memchr::memchr(b'\n', &hay[t..]).map_or(hay.len(), |i| t + i);
+                out.push((start, end));
             }
             out.sort_unstable();
             let mut merged: Vec<(usize, usize)> = Vec::with_capacity(out.len());
@@ -1017,6 +1167,7 @@ pub(crate) mod validators {
             }
         }
         use phonenumber::country::Id;
+        widen_phone_regex_cache();
         if intl {
             return phonenumber::parse(None, &norm).is_ok_and(|n| phonenumber::is_valid(&n));
         }
@@ -1036,6 +1187,25 @@ pub(crate) mod validators {
         ]
         .into_iter()
         .any(|r| phonenumber::parse(Some(r), &norm).is_ok_and(|n| phonenumber::is_valid(&n)))
+    }
+
+    /// Compiled libphonenumber patterns kept at once. The `phonenumber`
+    /// crate compiles its metadata patterns lazily into one LRU cache of 100
+    /// entries; validating a national number against the default regions
+    /// touches more than that, so every candidate recompiled patterns (tens of
+    /// µs each). 1,024 holds the default regions' patterns and those of many
+    /// countries seen in `+` form, and bounds the memory they take.
+    const PHONE_REGEX_CACHE: usize = 1024;
+
+    fn widen_phone_regex_cache() {
+        static WIDEN: std::sync::Once = std::sync::Once::new();
+        WIDEN.call_once(|| {
+            if let Ok(mut cache) = phonenumber::metadata::DATABASE.cache().lock()
+                && cache.capacity() < PHONE_REGEX_CACHE
+            {
+                cache.set_capacity(PHONE_REGEX_CACHE);
+            }
+        });
     }
 
     /// IBAN: country code, length for that country, mod-97 = 1. Returns the

@@ -40,13 +40,23 @@ const TAIL_BYTES: usize = CONTEXT_BYTES + 16;
 /// ```
 pub struct StreamRedactor {
     redactor: Redactor,
-    cache: DfaCache,
+    /// Liveness-automaton cache, borrowed from the detector's idle ones and
+    /// given back on drop.
+    cache: Option<DfaCache>,
     /// Emitted original text (its end), then held text.
     hay: String,
     /// Start of the held text in `hay`.
     held: usize,
     findings: BTreeMap<String, u64>,
     json: bool,
+}
+
+impl Drop for StreamRedactor {
+    fn drop(&mut self) {
+        if let Some(cache) = self.cache.take() {
+            self.redactor.detector.recycle(cache);
+        }
+    }
 }
 
 impl std::fmt::Debug for StreamRedactor {
@@ -80,7 +90,7 @@ impl StreamRedactor {
     }
 
     pub(crate) fn with_json(redactor: Redactor, json: bool) -> Self {
-        let cache = redactor.detector.cache();
+        let cache = Some(redactor.detector.cache());
         StreamRedactor {
             redactor,
             cache,
@@ -122,7 +132,8 @@ impl StreamRedactor {
 
     fn advance(&mut self, last: bool) -> Result<String, RedactionError> {
         let det = &self.redactor.detector;
-        let p = det.detect_partial(&self.hay, self.held, last, self.json, &mut self.cache);
+        let cache = self.cache.get_or_insert_with(|| det.cache());
+        let p = det.detect_partial(&self.hay, self.held, last, self.json, cache);
         let decided = p.decided.max(self.held);
         let mut out = String::new();
         let mut at = self.held;

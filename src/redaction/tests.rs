@@ -231,6 +231,17 @@ fn detectors_positive_and_negative() {
             "AKIAIOSFODNN7EXAMPLE",
         ),
         (
+            // All letters: no trigger byte in the whole text.
+            "key AKIAQWERTYUIOPASDFGH used",
+            "AWS_ACCESS_KEY",
+            "AKIAQWERTYUIOPASDFGH",
+        ),
+        (
+            "t ghp_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ x",
+            "GITHUB_TOKEN",
+            "ghp_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ",
+        ),
+        (
             "t ghp_0123456789abcdefghijABCDEFGHIJ012345 x",
             "GITHUB_TOKEN",
             "ghp_0123456789abcdefghijABCDEFGHIJ012345",
@@ -484,6 +495,18 @@ proptest! {
         let twice = r.redact_text(&once.text);
         prop_assert_eq!(&twice.text, &once.text);
         prop_assert!(twice.findings.is_empty());
+    }
+
+    /// The vectorised trigger search finds exactly the first byte a plain
+    /// scan finds, wherever it sits relative to the 64-byte chunks.
+    #[test]
+    fn first_trigger_equals_plain_scan(
+        hay in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b' '), any::<u8>()], 0..300),
+    ) {
+        let plain = hay.iter().position(|&b| {
+            b.is_ascii_digit() || matches!(b, b':' | b'@' | b'=' | b'-' | b'_') || b >= 0x80
+        });
+        prop_assert_eq!(super::detect::prefilter::first_trigger(&hay), plain);
     }
 
     /// Random text never panics and stream = whole.
