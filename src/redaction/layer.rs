@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::{Frame, SizeHint};
 use serde_json::{Value, json};
@@ -355,7 +355,14 @@ async fn redact_response(
     }
     let (mut parts, body) = res.into_parts();
     let bytes = match collect_limited(body, layer.max_response_bytes).await {
-        Ok(b) => b,
+        Ok(b) => {
+            // The response as upstream sent it, for the encrypted raw copy
+            // (kept only when the audit layer has a raw-body key).
+            if let Some(a) = &audit {
+                a.set_raw_response_body(b.clone());
+            }
+            b
+        }
         Err(e) => {
             let e = RedactionError::Uninspectable(format!("response body: {e}"));
             if !strict {
@@ -427,6 +434,9 @@ pub struct RedactionBody {
     /// Tokens of this request to restore (reversible request redaction).
     restore: Option<Arc<HashMap<String, String>>>,
     restorers: HashMap<u64, TokenRestorer>,
+    /// The upstream bytes, when the audit record keeps raw bodies (at most
+    /// [`DEFAULT_MAX_CAPTURE_BYTES`](crate::audit::DEFAULT_MAX_CAPTURE_BYTES)).
+    raw: Option<BytesMut>,
 }
 
 impl std::fmt::Debug for RedactionBody {
@@ -446,7 +456,6 @@ impl RedactionBody {
             inner,
             redactor,
             mode,
-            audit,
             decoder: SseDecoder::new(),
             blocks: HashMap::new(),
             queue: VecDeque::new(),
@@ -454,6 +463,11 @@ impl RedactionBody {
             findings: Vec::new(),
             restore: None,
             restorers: HashMap::new(),
+            raw: audit
+                .as_ref()
+                .filter(|a| a.keeps_raw_bodies())
+                .map(|_| BytesMut::new()),
+            audit,
         }
     }
 
@@ -699,9 +713,21 @@ impl RedactionBody {
     fn finish_record(&mut self) {
         let f = std::mem::take(&mut self.findings);
         record(self.audit.as_ref(), f);
+        self.hand_over_raw();
+    }
+
+    /// Gives the upstream bytes read so far to the audit record (once).
+    fn hand_over_raw(&mut self) {
+        if let (Some(a), Some(raw)) = (&self.audit, self.raw.take()) {
+            a.set_raw_response_body(raw.freeze());
+        }
     }
 
     fn on_chunk(&mut self, chunk: &[u8]) {
+        if let Some(raw) = &mut self.raw {
+            let room = crate::audit::DEFAULT_MAX_CAPTURE_BYTES.saturating_sub(raw.len());
+            raw.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
         let events = match self.decoder.push(chunk) {
             Ok(evs) => evs,
             Err(e) => {
@@ -737,6 +763,13 @@ impl RedactionBody {
         }
         self.done = true;
         self.finish_record();
+    }
+}
+
+impl Drop for RedactionBody {
+    fn drop(&mut self) {
+        // The caller left mid-stream: keep what upstream sent until then.
+        self.hand_over_raw();
     }
 }
 

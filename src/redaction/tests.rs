@@ -523,3 +523,102 @@ proptest! {
         prop_assert_eq!(out, whole.text);
     }
 }
+
+/// With a raw-body key, the audit record keeps the response as upstream sent
+/// it (sealed) while the caller and the plain record get the masked one —
+/// for a JSON message and for an event stream.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn raw_upstream_response_is_sealed_in_the_audit_record() {
+    use crate::audit::{AuditHandle, AuditLayer, AuditStore, BodyKey, SqliteStore};
+    use crate::gateway::BufferLayer;
+    use http::{Request, Response};
+    use http_body_util::BodyExt;
+    use std::convert::Infallible;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    const SSN: &str = "078-05-1120";
+    let json = format!(
+        r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{{"type":"text","text":"SSN {SSN} ok"}}],"stop_reason":"end_turn","stop_sequence":null,"usage":{{"input_tokens":3,"output_tokens":5}}}}"#
+    );
+    let sse = format!(
+        "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"id\":\"msg_2\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{{\"input_tokens\":3,\"output_tokens\":1}}}}}}\n\n\
+         event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n\
+         event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"SSN 078-05\"}}}}\n\n\
+         event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"-1120 ok\"}}}}\n\n\
+         event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":0}}\n\n\
+         event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":5}}}}\n\n\
+         event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
+    );
+    for (ctype, upstream) in [("application/json", json), ("text/event-stream", sse)] {
+        let store = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let key = BodyKey::from_bytes([9u8; 32]);
+        let body = upstream.clone();
+        let svc = ServiceBuilder::new()
+            .layer(AuditLayer::from_arc(store.clone()).raw_body_key(key.clone()))
+            .layer(BufferLayer::new(1 << 20))
+            .layer(RedactionLayer::new(Redactor::new()))
+            .service(service_fn(move |req: Request<crate::body::Body>| {
+                let body = body.clone();
+                async move {
+                    let handle = req.extensions().get::<AuditHandle>().unwrap().clone();
+                    handle
+                        .commit(
+                            req.extensions()
+                                .get::<crate::wire::messages::RequestBody>()
+                                .unwrap(),
+                        )
+                        .await
+                        .unwrap();
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header("content-type", ctype)
+                            .body(crate::body::Body::from(body))
+                            .unwrap(),
+                    )
+                }
+            }));
+        let res = svc
+            .oneshot(
+                Request::post("/v1/messages")
+                    .header("content-type", "application/json")
+                    .body(crate::body::Body::from(
+                        r#"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#,
+                    ))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let id = res.extensions().get::<AuditHandle>().unwrap().id();
+        let delivered = res.into_body().collect().await.unwrap().to_bytes();
+        let delivered = String::from_utf8_lossy(&delivered).into_owned();
+        assert!(
+            !delivered.contains(SSN) && !delivered.contains("078-05"),
+            "{ctype}: {delivered}"
+        );
+        assert!(delivered.contains("REDACTED"), "{ctype}: {delivered}");
+        let mut rec = None;
+        for _ in 0..200 {
+            if let Some(r) = store.get(id).await.unwrap()
+                && r.response.is_some()
+            {
+                rec = Some(r);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let resp = rec.expect("response record").response.unwrap();
+        assert!(
+            !String::from_utf8_lossy(&resp.body).contains(SSN),
+            "{ctype}"
+        );
+        let sealed = resp.raw_body.as_ref().expect("raw response kept");
+        assert!(!sealed.ciphertext.contains(SSN));
+        let raw = key.open(id, "response", sealed).unwrap();
+        assert_eq!(
+            raw,
+            upstream.as_bytes(),
+            "{ctype}: raw copy is upstream's bytes"
+        );
+    }
+}
