@@ -191,7 +191,7 @@ fn builtin_patterns() -> Vec<(Kind, &'static str, String)> {
         (
             Kind::Generic,
             GENERIC_SECRET,
-            r#"[A-Za-z0-9_.\-]*(?i:api[_\-]?key|secret|token|passw(?:or)?d|pwd|auth|credential|access[_\-]?key|private[_\-]?key)[A-Za-z0-9_.\-]*["']?[ \t]*(?::|=|:=|=>)[ \t]*["']?[A-Za-z0-9_\-+/=.~]{16,}"#.into(),
+            r#"[A-Za-z0-9_.\-]{0,64}(?i:api[_\-]?key|secret|token|passw(?:or)?d|pwd|auth|credential|access[_\-]?key|private[_\-]?key)[A-Za-z0-9_.\-]*["']?[ \t]*(?::|=|:=|=>)[ \t]*["']?[A-Za-z0-9_\-+/=.~]{16,}"#.into(),
         ),
     ]
 }
@@ -203,7 +203,11 @@ fn builtin_patterns() -> Vec<(Kind, &'static str, String)> {
 /// anchored at each start found. (Searching the precise patterns unanchored
 /// made one automaton whose states multiply — every digit may start a card,
 /// a phone number and an IP at different counts — and its lazy DFA rebuilt
-/// states on every new text.)
+/// states on every new text.) Runs that can repeat without limit are bounded
+/// as the validators bound them (a local part of at most 64 characters, a
+/// scheme of at most 16, four hex digits per IPv6 group, at most 64
+/// name characters before a secret keyword), so a long run of letters is
+/// not searched again from each of its positions.
 fn builtin_starts() -> Vec<String> {
     vec![
         r"\[[A-Z]".into(),
@@ -214,15 +218,15 @@ fn builtin_starts() -> Vec<String> {
         r"gh[pousr]_|github_pat_".into(),
         r"xox[abposr]-".into(),
         r"eyJ".into(),
-        r"[A-Za-z][A-Za-z0-9+.\-]*://".into(),
-        format!(r"[\p{{L}}\p{{N}}\p{{M}}._%+\-{ZW}]+[@\u{{FF20}}\u{{FE6B}}]"),
+        r"[A-Za-z][A-Za-z0-9+.\-]{1,15}://".into(),
+        format!(r"[\p{{L}}\p{{N}}\p{{M}}._%+\-{ZW}]{{1,64}}[@\u{{FF20}}\u{{FE6B}}]"),
         r"[A-Z]{2}[0-9]{2}".into(),
         r"\d".into(),
         r"\d".into(),
         r"[0-9]".into(),
-        r"[0-9A-Fa-f]*:[0-9A-Fa-f]*:".into(),
+        r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:".into(),
         r"(?:\+|\(\+?)?\d".into(),
-        r"[A-Za-z0-9_.\-]*(?i:api[_\-]?key|secret|token|passw(?:or)?d|pwd|auth|credential|access[_\-]?key|private[_\-]?key)".into(),
+        r"[A-Za-z0-9_.\-]{0,64}(?i:api[_\-]?key|secret|token|passw(?:or)?d|pwd|auth|credential|access[_\-]?key|private[_\-]?key)".into(),
     ]
 }
 
@@ -523,6 +527,7 @@ impl Detector {
     ) -> usize {
         let hay = text.as_bytes();
         let mut pos = from;
+        let mut set = PatternSet::new(self.pats.len());
         while pos < until {
             let input = Input::new(hay).span(pos..span_end);
             let Some(m) = self.starts.search(&input) else {
@@ -535,7 +540,7 @@ impl Detector {
             // Every pattern that matches anchored at s, in priority order
             // (the order a leftmost-first search over them would prefer).
             let inp = Input::new(hay).span(s..span_end).anchored(Anchored::Yes);
-            let mut set = PatternSet::new(self.pats.len());
+            set.clear();
             self.set.which_overlapping_matches(&inp, &mut set);
             let mut verdict = Verdict::No;
             for pid in set.iter().map(|p| p.as_usize()) {

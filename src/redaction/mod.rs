@@ -301,7 +301,12 @@ impl Redactor {
             out.push_str(&text[at..s.start]);
             self.ops
                 .apply(&s.entity_type, &text[s.start..s.end], &mut out);
-            *findings.entry(s.entity_type.to_string()).or_insert(0) += 1;
+            match findings.get_mut(&*s.entity_type) {
+                Some(n) => *n += 1,
+                None => {
+                    findings.insert(s.entity_type.to_string(), 1);
+                }
+            }
             at = s.end;
         }
         out.push_str(&text[at..]);

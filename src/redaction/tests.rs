@@ -622,3 +622,33 @@ async fn raw_upstream_response_is_sealed_in_the_audit_record() {
         );
     }
 }
+
+/// Long runs before `@`, `://`, `::` or a secret keyword are scanned once,
+/// not once per position (each case below took minutes when every position
+/// of the run was a candidate start), and a value after such a run is still
+/// found.
+#[test]
+fn long_runs_are_not_rescanned_and_values_after_them_are_found() {
+    let r = Redactor::new();
+    let run = "a".repeat(100_000);
+    for text in [
+        format!("{run}@"),
+        format!("{run}@example"),
+        format!("{run}://x"),
+        format!("{run}::"),
+        format!("{}@", "a.".repeat(50_000)),
+        format!("{}::", "deadbeef".repeat(12_500)),
+        format!("{run}_token is here"),
+    ] {
+        assert!(r.detect(&text).is_empty(), "{}…", &text[text.len() - 12..]);
+    }
+    let t = format!("{}.dana@example.com", "x".repeat(200));
+    let found: Vec<&str> = r.detect(&t).iter().map(|s| &t[s.start..s.end]).collect();
+    assert_eq!(found, ["dana@example.com"]);
+    let t = format!(
+        "{}+https://user:hunter2hunter2@db.example/",
+        "x".repeat(100)
+    );
+    let found: Vec<&str> = r.detect(&t).iter().map(|s| &t[s.start..s.end]).collect();
+    assert_eq!(found, ["hunter2hunter2"]);
+}
