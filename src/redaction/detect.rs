@@ -342,24 +342,20 @@ impl Detector {
         debug_assert_eq!(start_sources.len(), builtin_patterns().len());
         start_sources.extend(custom.iter().map(|c| c.pattern.clone()));
         let syn = syntax::Config::new().unicode(true).utf8(true);
-        let starts = meta::Regex::builder()
-            .syntax(syn)
-            .configure(
-                meta::Config::new()
-                    .match_kind(MatchKind::LeftmostFirst)
-                    .hybrid_cache_capacity(SEARCH_CACHE_BYTES),
-            )
-            .build_many(&start_sources)
-            .map_err(|e| RedactionError::Config(format!("detector patterns: {e}")))?;
-        let set = meta::Regex::builder()
-            .syntax(syn)
-            .configure(
-                meta::Config::new()
-                    .match_kind(MatchKind::All)
-                    .hybrid_cache_capacity(SEARCH_CACHE_BYTES),
-            )
-            .build_many(&sources)
-            .map_err(|e| RedactionError::Config(format!("detector patterns: {e}")))?;
+        let many = |kind: MatchKind, patterns: &[&str]| {
+            meta::Regex::builder()
+                .syntax(syn)
+                .configure(
+                    meta::Config::new()
+                        .match_kind(kind)
+                        .hybrid_cache_capacity(SEARCH_CACHE_BYTES),
+                )
+                .build_many(patterns)
+                .map_err(|e| RedactionError::Config(format!("detector patterns: {e}")))
+        };
+        let start_refs: Vec<&str> = start_sources.iter().map(String::as_str).collect();
+        let starts = many(MatchKind::LeftmostFirst, &start_refs)?;
+        let set = many(MatchKind::All, &sources)?;
         let live = DFA::builder()
             .syntax(syn)
             .configure(
