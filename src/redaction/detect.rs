@@ -179,7 +179,7 @@ fn builtin_patterns() -> Vec<(Kind, &'static str, String)> {
         (
             Kind::Ipv6,
             IP_ADDRESS,
-            r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3})?".into(),
+            r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){1,6}:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}".into(),
         ),
         (
             Kind::Phone,
@@ -191,7 +191,7 @@ fn builtin_patterns() -> Vec<(Kind, &'static str, String)> {
         (
             Kind::Generic,
             GENERIC_SECRET,
-            r#"[A-Za-z0-9_.\-]{0,64}(?i:api[_\-]?key|secret|token|passw(?:or)?d|pwd|auth|credential|access[_\-]?key|private[_\-]?key)[A-Za-z0-9_.\-]*["']?[ \t]*(?::|=|:=|=>)[ \t]*["']?[A-Za-z0-9_\-+/=.~]{16,}"#.into(),
+            r#"[A-Za-z0-9_.\-]{0,64}(?i:api[_\-]?key|secret|token|passw(?:or)?d|pwd|auth|credential|access[_\-]?key|private[_\-]?key)[A-Za-z0-9_.\-]{0,64}["']?[ \t]*(?::|=|:=|=>)[ \t]*["']?[A-Za-z0-9_\-+/=.~]{16,4096}"#.into(),
         ),
     ]
 }
@@ -279,9 +279,10 @@ pub(crate) struct Detector {
     /// The patterns' starts ([`builtin_starts`], then custom patterns),
     /// searched unanchored for the next place a value could start.
     starts: meta::Regex,
-    /// The precise patterns with `MatchKind::All`: which of them match
-    /// anchored at a start (one pass instead of one search per pattern).
-    set: meta::Regex,
+    /// The start patterns with `MatchKind::All`: which of them match
+    /// anchored at a start (bounded, so cheap), i.e. which precise patterns
+    /// to try there.
+    start_set: meta::Regex,
     live: DFA,
     /// Liveness caches of finished streams, reused by new ones.
     idle_caches: std::sync::Mutex<Vec<DfaCache>>,
@@ -355,7 +356,7 @@ impl Detector {
         };
         let start_refs: Vec<&str> = start_sources.iter().map(String::as_str).collect();
         let starts = many(MatchKind::LeftmostFirst, &start_refs)?;
-        let set = many(MatchKind::All, &sources)?;
+        let start_set = many(MatchKind::All, &start_refs)?;
         let live = DFA::builder()
             .syntax(syn)
             .configure(
@@ -394,7 +395,7 @@ impl Detector {
         }
         Ok(Detector {
             starts,
-            set,
+            start_set,
             live,
             idle_caches: std::sync::Mutex::new(Vec::new()),
             pats,
@@ -533,13 +534,19 @@ impl Detector {
                 return until;
             }
             let s = m.start();
-            // Every pattern that matches anchored at s, in priority order
-            // (the order a leftmost-first search over them would prefer).
+            // Every pattern whose start matches at s, in priority order (the
+            // order a leftmost-first search over them would prefer), unless
+            // what precedes s already rules it out — checked before its
+            // anchored search, which may run far (`sk-sk-sk-…` would
+            // otherwise be searched to its end from every `sk-`).
             let inp = Input::new(hay).span(s..span_end).anchored(Anchored::Yes);
             set.clear();
-            self.set.which_overlapping_matches(&inp, &mut set);
+            self.start_set.which_overlapping_matches(&inp, &mut set);
             let mut verdict = Verdict::No;
             for pid in set.iter().map(|p| p.as_usize()) {
+                if !self.may_start(pid, text, s, json) {
+                    continue;
+                }
                 verdict = self.try_pattern(pid, span_end, text, s, last, json);
                 if !matches!(verdict, Verdict::No) {
                     break;
@@ -587,6 +594,7 @@ impl Detector {
                             && hay[pos].is_ascii_digit()
                             && (hay[pos - 1].is_ascii_alphanumeric() || hay[pos - 1] == b'_')
                             && !(json && escaped_at(text, pos - 1))
+                            && !after_placeholder_prefix(text, pos)
                         {
                             pos += 1;
                         }
@@ -595,6 +603,51 @@ impl Detector {
             }
         }
         pos
+    }
+
+    /// Whether what precedes `s` allows a value of pattern `pid` to start
+    /// there: the boundary rule of its validator, checked first because it
+    /// is cheap. `true` where an escape in JSON text makes the start
+    /// ambiguous (the validator decides).
+    fn may_start(&self, pid: usize, text: &str, s: usize, json: bool) -> bool {
+        if json && (escaped_at(text, s) || (s >= 1 && escaped_at(text, s - 1))) {
+            return true;
+        }
+        let before_text = if after_placeholder_prefix(text, s) {
+            ""
+        } else {
+            &text[..s]
+        };
+        let before = before_text.chars().next_back();
+        match self.pats[pid].kind {
+            Kind::Anthropic | Kind::OpenAi | Kind::GitHub | Kind::Slack | Kind::Aws | Kind::Jwt => {
+                token_boundary(before)
+            }
+            Kind::Email | Kind::Iban | Kind::Ipv6 | Kind::Generic => word_boundary(before),
+            Kind::Card | Kind::Ssn | Kind::Phone | Kind::Ipv4 => digit_boundary_before(before_text),
+            Kind::Placeholder | Kind::PrivateKey | Kind::UrlCredentials | Kind::Custom => true,
+        }
+    }
+
+    /// Whether a placeholder-shaped text is one of ours: `[REDACTED]`, or
+    /// `[REDACTED:T]`, `[REDACTED_T]`, `[T:hmac:…]`, `[T:tok:…]` where `T` is
+    /// an entity type of this detector. Anything else (`[REDACTED_4111…]`)
+    /// is ordinary text, scanned like any other.
+    fn known_placeholder(&self, v: &str) -> bool {
+        let inner = v.trim_start_matches('[').trim_end_matches(']');
+        let ty = if inner == "REDACTED" {
+            return true;
+        } else if let Some(t) = inner
+            .strip_prefix("REDACTED:")
+            .or_else(|| inner.strip_prefix("REDACTED_"))
+        {
+            t
+        } else {
+            inner.split(':').next().unwrap_or_default()
+        };
+        self.pats
+            .iter()
+            .any(|p| p.kind != Kind::Placeholder && *p.entity == *ty)
     }
 
     /// Validates pattern `pid` anchored at `s` (its match found in
@@ -658,7 +711,7 @@ impl Detector {
         // A value right after an escape (`\n4111…`) starts at a boundary too.
         let after_escape =
             json && s >= 1 && text.is_char_boundary(s - 1) && escaped_at(text, s - 1);
-        let before_text = if escaped || after_escape {
+        let before_text = if escaped || after_escape || after_placeholder_prefix(text, s) {
             ""
         } else {
             &text[..s]
@@ -667,7 +720,13 @@ impl Detector {
         let after = text[e..].chars().next();
         let yes = |a: usize, b: usize| Verdict::Yes(a, b, pid);
         match pat.kind {
-            Kind::Placeholder => yes(s, e),
+            Kind::Placeholder => {
+                if self.known_placeholder(v) {
+                    yes(s, e)
+                } else {
+                    Verdict::No
+                }
+            }
             Kind::Custom => yes(s, e),
             Kind::PrivateKey => yes(s, e),
             // AWS key ids (16 base-32 characters after the prefix: about one
@@ -802,6 +861,14 @@ enum Verdict {
     No,
     Undecided,
     Yes(usize, usize, usize),
+}
+
+/// Whether `text[..s]` ends with `[REDACTED_` or `[REDACTED:`: what follows
+/// starts at a boundary, so a value wrapped in placeholder-shaped text
+/// (`[REDACTED_4111…]`) is still found.
+fn after_placeholder_prefix(text: &str, s: usize) -> bool {
+    let b = &text.as_bytes()[..s];
+    b.ends_with(b"[REDACTED_") || b.ends_with(b"[REDACTED:")
 }
 
 /// Whether `text[s]` follows an odd run of backslashes (an escape letter).
@@ -964,9 +1031,15 @@ pub(crate) mod prefilter {
         }
         // Prefixes of values without trigger bytes: scan their lines too.
         if has_prefix_literal(hay) {
+            // Positions ascend: one line lookup per line, not per hit.
+            let mut line_end = None;
             for t in prefix_literals(hay) {
+                if line_end.is_some_and(|e| t < e) {
+                    continue;
+                }
                 let start = memchr::memrchr(b'\n', &hay[..t]).map_or(0, |i| i + 1);
                 let end = memchr::memchr(b'\n', &hay[t..]).map_or(hay.len(), |i| t + i);
+                line_end = Some(end);
                 out.push((start, end));
             }
             out.sort_unstable();

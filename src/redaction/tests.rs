@@ -651,3 +651,65 @@ fn long_runs_are_not_rescanned_and_values_after_them_are_found() {
     let found: Vec<&str> = r.detect(&t).iter().map(|s| &t[s.start..s.end]).collect();
     assert_eq!(found, ["hunter2hunter2"]);
 }
+
+/// Findings of the adversarial review (2026-11-30): values wrapped in
+/// placeholder-shaped text, IPv6 with an embedded IPv4 part, and runs of
+/// key prefixes or secret assignments, which were searched to their end from
+/// every prefix (quadratic: minutes for the sizes below).
+#[test]
+fn adversarial_review_findings_stay_fixed() {
+    let r = Redactor::new();
+    for (t, v) in [
+        ("x [REDACTED_4111111111111111] y", "4111111111111111"),
+        (
+            "x [REDACTED:AKIAABCDEFGHIJKLMNOP] y",
+            "AKIAABCDEFGHIJKLMNOP",
+        ),
+        (
+            "x [REDACTED_ghp_abcdefghijklmnopqrstuvwxyz0123456789] y",
+            "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        ),
+        (
+            "x [NOT_A_TYPE:tok:0123456789abcdef] 4111111111111111",
+            "4111111111111111",
+        ),
+    ] {
+        let out = r.redact_text(t).text;
+        assert!(!out.contains(v), "{t:?} -> {out:?}");
+        let mut s = r.stream();
+        let mut streamed = s.push(t).unwrap();
+        streamed.push_str(&s.finish().unwrap());
+        assert_eq!(streamed, out);
+    }
+    // Our own placeholders stay as they are.
+    for t in [
+        "[REDACTED]",
+        "[REDACTED:CREDIT_CARD]",
+        "[US_SSN:hmac:0123456789abcdef]",
+        "[EMAIL_ADDRESS:tok:0123456789abcdef]",
+    ] {
+        assert_eq!(r.redact_text(t).text, t);
+    }
+    for t in [
+        "ip ::ffff:192.168.1.1 ok",
+        "ip 64:ff9b::192.0.2.33 ok",
+        "ip 2001:db8::192.168.0.1 ok",
+    ] {
+        assert_eq!(
+            r.redact_text(t).text,
+            "ip [REDACTED:IP_ADDRESS] ok",
+            "{t:?}"
+        );
+    }
+    for text in [
+        "sk-".repeat(70_000),
+        "eyJ".repeat(70_000),
+        "ghp_".repeat(50_000),
+        "token=".repeat(3_000),
+        "1-".repeat(50_000),
+        "AKIA".repeat(50_000),
+    ] {
+        let out = r.redact_text(&text);
+        assert!(out.findings.is_empty(), "{:?}", out.findings);
+    }
+}
