@@ -76,9 +76,12 @@ pub mod entity {
     ];
 }
 
-/// Separators allowed inside digit values: space, dash, dot, no-break space
-/// and zero-width characters.
-const DIGIT_SEP: &str = r"[ \-.\u{A0}\u{200B}-\u{200D}\u{2060}\u{FEFF}]";
+/// Separators allowed inside digit values: one visible separator (space,
+/// `-`, `.`, no-break, figure, thin and narrow no-break spaces, the Unicode
+/// hyphens and dashes U+2010–U+2015, minus U+2212, fullwidth `－` and `．`),
+/// with up to two zero-width characters on either side, or up to two
+/// zero-width characters alone.
+const DIGIT_SEP: &str = r"(?:[\u{200B}-\u{200D}\u{2060}\u{FEFF}]{0,2}[ \-.\u{A0}\u{2007}\u{2009}\u{202F}\u{2010}-\u{2015}\u{2212}\u{FF0D}\u{FF0E}][\u{200B}-\u{200D}\u{2060}\u{FEFF}]{0,2}|[\u{200B}-\u{200D}\u{2060}\u{FEFF}]{1,2})";
 const ZW: &str = r"\u{200B}-\u{200D}\u{2060}\u{FEFF}";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,7 +164,7 @@ fn builtin_patterns() -> Vec<(Kind, &'static str, String)> {
             Kind::Email,
             EMAIL_ADDRESS,
             format!(
-                r"[\p{{L}}\p{{N}}\p{{M}}._%+\-{ZW}]+[@\u{{FF20}}\u{{FE6B}}][\p{{L}}\p{{N}}\p{{M}}\-{ZW}]+(?:[.\u{{FF0E}}\u{{3002}}][\p{{L}}\p{{N}}\p{{M}}\-{ZW}]+)+"
+                r"[\p{{L}}\p{{N}}\p{{M}}._%+\-\u{{FF0E}}{ZW}]+[@\u{{FF20}}\u{{FE6B}}][\p{{L}}\p{{N}}\p{{M}}\-{ZW}]+(?:[.\u{{FF0E}}\u{{3002}}][\p{{L}}\p{{N}}\p{{M}}\-{ZW}]+)+"
             ),
         ),
         (
@@ -219,7 +222,7 @@ fn builtin_starts() -> Vec<String> {
         r"xox[abposr]-".into(),
         r"eyJ".into(),
         r"[A-Za-z][A-Za-z0-9+.\-]{1,15}://".into(),
-        format!(r"[\p{{L}}\p{{N}}\p{{M}}._%+\-{ZW}]{{1,64}}[@\u{{FF20}}\u{{FE6B}}]"),
+        format!(r"[\p{{L}}\p{{N}}\p{{M}}._%+\-\u{{FF0E}}{ZW}]{{1,64}}[@\u{{FF20}}\u{{FE6B}}]"),
         r"[A-Z]{2}[0-9]{2}".into(),
         r"\d".into(),
         r"\d".into(),
@@ -1082,10 +1085,21 @@ pub(crate) mod validators {
         for c in v.chars() {
             match digit_value(c) {
                 Some(x) => d.push(x as u8),
-                None => seps.push(c),
+                None => seps.push(normal_sep(c)),
             }
         }
         (d, seps)
+    }
+
+    /// A separator folded to its ASCII kind: Unicode hyphens, dashes and
+    /// minus signs to `-`, Unicode spaces to ` `, fullwidth `．` to `.`.
+    fn normal_sep(c: char) -> char {
+        match c {
+            '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FF0D}' => '-',
+            '\u{A0}' | '\u{2007}' | '\u{2009}' | '\u{202F}' => ' ',
+            '\u{FF0E}' => '.',
+            c => c,
+        }
     }
 
     fn is_zero_width(c: char) -> bool {
@@ -1236,8 +1250,7 @@ pub(crate) mod validators {
             match digit_value(c) {
                 Some(x) => norm.push(char::from(b'0' + x as u8)),
                 None if is_zero_width(c) => {}
-                None if c == '\u{A0}' => norm.push(' '),
-                None => norm.push(c),
+                None => norm.push(normal_sep(c)),
             }
         }
         use phonenumber::country::Id;
@@ -1411,8 +1424,8 @@ pub(crate) mod validators {
         let local = &v[..at];
         if local.is_empty()
             || local.chars().count() > 64
-            || local.starts_with('.')
-            || local.ends_with('.')
+            || local.starts_with(['.', '\u{FF0E}'])
+            || local.ends_with(['.', '\u{FF0E}'])
         {
             return None;
         }

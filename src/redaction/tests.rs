@@ -713,3 +713,61 @@ fn adversarial_review_findings_stay_fixed() {
         assert!(out.findings.is_empty(), "{:?}", out.findings);
     }
 }
+
+/// Typographic and confusable separators found by the adversarial review:
+/// zero-width characters next to a separator, Unicode spaces and dashes,
+/// fullwidth hyphen and full stop. Each value is masked whole, streamed or
+/// not.
+#[test]
+fn unicode_separators_do_not_hide_values() {
+    let r = Redactor::new();
+    for (t, v) in [
+        ("ssn 078\u{200B}-05-1120 x", "078\u{200B}-05-1120"),
+        (
+            "card 4111\u{200B} 1111 1111 1111 x",
+            "4111\u{200B} 1111 1111 1111",
+        ),
+        (
+            "card 4111\u{202F}1111\u{202F}1111\u{202F}1111 x",
+            "4111\u{202F}1111\u{202F}1111\u{202F}1111",
+        ),
+        (
+            "card 4111\u{2009}1111\u{2009}1111\u{2009}1111 x",
+            "4111\u{2009}1111\u{2009}1111\u{2009}1111",
+        ),
+        (
+            "card 4111\u{2013}1111\u{2013}1111\u{2013}1111 x",
+            "4111\u{2013}1111\u{2013}1111\u{2013}1111",
+        ),
+        (
+            "ssn 078\u{FF0D}05\u{FF0D}1120 x",
+            "078\u{FF0D}05\u{FF0D}1120",
+        ),
+        (
+            "ssn 078\u{2011}05\u{2011}1120 x",
+            "078\u{2011}05\u{2011}1120",
+        ),
+        (
+            "call (415)\u{202F}555\u{2011}2671 now",
+            "(415)\u{202F}555\u{2011}2671",
+        ),
+        (
+            "mail dana\u{FF0E}lee\u{FF20}example\u{FF0E}com x",
+            "dana\u{FF0E}lee\u{FF20}example\u{FF0E}com",
+        ),
+    ] {
+        let spans = r.detect(t);
+        let found: Vec<&str> = spans.iter().map(|s| &t[s.start..s.end]).collect();
+        assert_eq!(found, [v], "{t:?}");
+        let whole = r.redact_text(t).text;
+        let mut s = r.stream();
+        let mut streamed = String::new();
+        for c in t.chars() {
+            streamed.push_str(&s.push(&c.to_string()).unwrap());
+        }
+        streamed.push_str(&s.finish().unwrap());
+        assert_eq!(streamed, whole, "{t:?}");
+    }
+    // Mixed kinds of separator are still not one card.
+    assert!(r.detect("4111 1111\u{2013}1111.1111").is_empty());
+}
