@@ -596,7 +596,7 @@ impl Detector {
                         while pos < until
                             && hay[pos].is_ascii_digit()
                             && (hay[pos - 1].is_ascii_alphanumeric() || hay[pos - 1] == b'_')
-                            && !(json && escaped_at(text, pos - 1))
+                            && !(json && near_escape(text, pos))
                             && !after_placeholder_prefix(text, pos)
                         {
                             pos += 1;
@@ -613,7 +613,7 @@ impl Detector {
     /// is cheap. `true` where an escape in JSON text makes the start
     /// ambiguous (the validator decides).
     fn may_start(&self, pid: usize, text: &str, s: usize, json: bool) -> bool {
-        if json && (escaped_at(text, s) || (s >= 1 && escaped_at(text, s - 1))) {
+        if json && near_escape(text, s) {
             return true;
         }
         let before_text = if after_placeholder_prefix(text, s) {
@@ -700,8 +700,12 @@ impl Detector {
             return Verdict::Undecided;
         }
         // In JSON text the letter of an escape (`\n`) is a boundary, never
-        // part of a value.
+        // part of a value; the four hex digits of a `\uXXXX` escape belong to
+        // it, so no value starts at or inside one.
         let escaped = json && escaped_at(text, s);
+        if json && (in_unicode_escape(text, s) || (escaped && text.as_bytes()[s] == b'u')) {
+            return Verdict::No;
+        }
         let s = if escaped && text.as_bytes()[s].is_ascii() {
             s + 1
         } else {
@@ -712,10 +716,25 @@ impl Detector {
         }
         let v = &text[s..e];
         // A value right after an escape (`\n4111…`) starts at a boundary too.
-        let after_escape =
-            json && s >= 1 && text.is_char_boundary(s - 1) && escaped_at(text, s - 1);
+        let after_escape = json
+            && s >= 1
+            && text.is_char_boundary(s - 1)
+            && escaped_at(text, s - 1)
+            && text.as_bytes()[s - 1] != b'u';
+        // After a `\uXXXX` escape, the character it stands for decides.
+        let decoded_before = if json {
+            unicode_escape_before(text, s)
+        } else {
+            None
+        };
         let before_text = if escaped || after_escape || after_placeholder_prefix(text, s) {
             ""
+        } else if let Some(c) = decoded_before {
+            if c.is_alphanumeric() || c == '_' {
+                "a"
+            } else {
+                ""
+            }
         } else {
             &text[..s]
         };
@@ -872,6 +891,41 @@ enum Verdict {
 fn after_placeholder_prefix(text: &str, s: usize) -> bool {
     let b = &text.as_bytes()[..s];
     b.ends_with(b"[REDACTED_") || b.ends_with(b"[REDACTED:")
+}
+
+/// Whether a backslash stands in the six bytes up to and including `s`
+/// (JSON text: `s` may be in or right after an escape).
+fn near_escape(text: &str, s: usize) -> bool {
+    let b = text.as_bytes();
+    b[s.saturating_sub(6)..(s + 1).min(b.len())].contains(&b'\\')
+}
+
+/// Whether `text[s]` is one of the four hex digits of a `\uXXXX` escape.
+fn in_unicode_escape(text: &str, s: usize) -> bool {
+    let b = text.as_bytes();
+    (1..=4).any(|k| {
+        s >= k
+            && b[s - k] == b'u'
+            && escaped_at(text, s - k)
+            && b[s - k + 1..=s.min(b.len() - 1)]
+                .iter()
+                .all(u8::is_ascii_hexdigit)
+    })
+}
+
+/// The character a complete `\uXXXX` escape ending right before `s` stands
+/// for (U+FFFD for a lone surrogate).
+fn unicode_escape_before(text: &str, s: usize) -> Option<char> {
+    let b = text.as_bytes();
+    if s < 6 || b[s - 5] != b'u' || !escaped_at(text, s - 5) {
+        return None;
+    }
+    let hex = std::str::from_utf8(&b[s - 4..s]).ok()?;
+    if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let n = u32::from_str_radix(hex, 16).ok()?;
+    Some(char::from_u32(n).unwrap_or('\u{FFFD}'))
 }
 
 /// Whether `text[s]` follows an odd run of backslashes (an escape letter).

@@ -51,6 +51,18 @@ const WHOLE_BLOCK_TYPES: &[&str] = &[
 /// assert_eq!(findings[0].path, "response/content/1/input/to/0");
 /// ```
 pub fn redact_json_value(r: &Redactor, value: &mut Value, path: &str, findings: &mut Vec<Finding>) {
+    redact_strings(r, value, path, findings, true);
+}
+
+/// [`redact_json_value`], optionally without skipping opaque members (tool
+/// inputs are the model's own data whatever their member names).
+fn redact_strings(
+    r: &Redactor,
+    value: &mut Value,
+    path: &str,
+    findings: &mut Vec<Finding>,
+    skip_opaque: bool,
+) {
     match value {
         Value::String(s) => {
             let out = r.redact_text(s);
@@ -61,15 +73,16 @@ pub fn redact_json_value(r: &Redactor, value: &mut Value, path: &str, findings: 
         }
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                redact_json_value(r, item, &format!("{path}/{i}"), findings);
+                redact_strings(r, item, &format!("{path}/{i}"), findings, skip_opaque);
             }
         }
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                if OPAQUE_KEYS.contains(&k.as_str()) {
+                if skip_opaque && OPAQUE_KEYS.contains(&k.as_str()) {
                     continue;
                 }
-                redact_json_value(r, v, &format!("{path}/{}", escape_pointer(k)), findings);
+                let p = format!("{path}/{}", escape_pointer(k));
+                redact_strings(r, v, &p, findings, skip_opaque);
             }
         }
         _ => {}
@@ -113,8 +126,11 @@ pub(crate) fn redact_block(
             Ok(())
         }
         "tool_use" | "server_tool_use" | "mcp_tool_use" => {
-            // As JSON text, like the streamed `input_json_delta`s, so that
-            // member names give context (`"api_key": "…"`).
+            // First as JSON text, like the streamed `input_json_delta`s, so
+            // that member names give context (`"api_key": "…"`); then every
+            // string value decoded, so that nothing hides behind a JSON
+            // escape (`api_key=\"…\"` inside a file's content, `\u0040`).
+            // The placeholders of the first pass are left alone by the second.
             if let Some(input) = block.get_mut("input") {
                 let text = serde_json::to_string(input)
                     .map_err(|e| RedactionError::Uninspectable(format!("tool input: {e}")))?;
@@ -125,6 +141,7 @@ pub(crate) fn redact_block(
                     })?;
                     push_findings(findings, &out.findings, &format!("{path}/input"));
                 }
+                redact_strings(r, input, &format!("{path}/input"), findings, false);
             }
             Ok(())
         }

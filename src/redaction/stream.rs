@@ -153,6 +153,16 @@ impl StreamRedactor {
             while !self.hay.is_char_boundary(cut) {
                 cut -= 1;
             }
+            // Drop only an even number of the backslashes the cut splits,
+            // so JSON escape parity stays right in the kept context.
+            let run = self.hay.as_bytes()[..cut]
+                .iter()
+                .rev()
+                .take_while(|&&b| b == b'\\')
+                .count();
+            if run % 2 == 1 {
+                cut -= 1;
+            }
             self.hay.drain(..cut);
             self.held -= cut;
         }

@@ -771,3 +771,77 @@ fn unicode_separators_do_not_hide_values() {
     // Mixed kinds of separator are still not one card.
     assert!(r.detect("4111 1111\u{2013}1111.1111").is_empty());
 }
+
+/// JSON text (adversarial review): no value starts inside a `\uXXXX`
+/// escape (the output stays valid JSON), the character an escape stands for
+/// decides the boundary after it, and a streamed backslash run longer than
+/// the kept context keeps its escape parity.
+#[test]
+fn json_escapes_stay_valid_and_streams_keep_escape_parity() {
+    let r = Redactor::new();
+    let stream_json = |pieces: &[&str]| {
+        let mut s = r.stream_json();
+        let mut out = String::new();
+        for p in pieces {
+            out.push_str(&s.push(p).unwrap());
+        }
+        out.push_str(&s.finish().unwrap());
+        out
+    };
+    // U+4111 then twelve ones: no card in the decoded string.
+    let input = r#"{"a":"\u4111111111111111 x"}"#;
+    for out in [r.redact_json_text(input).text, stream_json(&[input])] {
+        assert_eq!(out, input);
+    }
+    // serde_json writes control characters as \u00XX.
+    let text =
+        serde_json::json!({"a": "\u{10} 415 555 2671", "card": "4111 1111 1111 1111"}).to_string();
+    let out = r.redact_json_text(&text).text;
+    let v: Value = serde_json::from_str(&out).expect("valid JSON");
+    assert_eq!(v["a"], "\u{10} [REDACTED:PHONE_NUMBER]");
+    assert_eq!(v["card"], "[REDACTED:CREDIT_CARD]");
+    assert_eq!(stream_json(&[&text[..9], &text[9..]]), out);
+    // An escaped space before a card is a boundary; an escaped letter is not.
+    let spaced = r#"{"a":"\u00204111111111111111"}"#;
+    assert_eq!(
+        r.redact_json_text(spaced).text,
+        r#"{"a":"\u0020[REDACTED:CREDIT_CARD]"}"#
+    );
+    let glued = r#"{"a":"\u00414111111111111111"}"#;
+    assert_eq!(r.redact_json_text(glued).text, glued);
+    // 71 backslashes: the `n` is escaped (odd run), so the card after it
+    // starts at a boundary — also when the run crosses the kept context.
+    let first = format!(
+        "{{\"a\":\"{}{}n4111111111111111",
+        "x ".repeat(60),
+        "\\".repeat(71)
+    );
+    let second = " end\"}";
+    let whole = r.redact_json_text(&format!("{first}{second}")).text;
+    assert!(!whole.contains("4111111111111111"), "{whole}");
+    assert_eq!(stream_json(&[&first, second]), whole);
+}
+
+/// A tool input in a JSON response is also redacted value by value, so a
+/// value behind a JSON escape (a quoted assignment in file content) is found
+/// (adversarial review).
+#[test]
+fn tool_input_values_behind_json_escapes_are_masked_in_json_responses() {
+    let r = Redactor::new();
+    let mut msg = serde_json::json!({
+        "type": "message",
+        "content": [{"type": "tool_use", "id": "toolu_1", "name": "write", "input": {
+            "cfg": "api_key=\"Q7mT2xK9pL4wR8vN3cB6\"\n",
+            "data": "export TOKEN=\"ghp_abcdefghijklmnopqrstuvwxyz0123456789\"",
+            "to": "dana\u{0040}example.com"
+        }}]
+    });
+    let mut findings = Vec::new();
+    json::redact_message(&r, &mut msg, &mut findings, false).unwrap();
+    let out = msg.to_string();
+    for secret in ["Q7mT2xK9pL4wR8vN3cB6", "ghp_abcdefghij", "dana@example.com"] {
+        assert!(!out.contains(secret), "{secret} in {out}");
+    }
+    assert_eq!(msg["content"][0]["name"], "write");
+    assert_eq!(msg["content"][0]["id"], "toolu_1");
+}
