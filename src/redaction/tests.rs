@@ -845,3 +845,122 @@ fn tool_input_values_behind_json_escapes_are_masked_in_json_responses() {
     assert_eq!(msg["content"][0]["name"], "write");
     assert_eq!(msg["content"][0]["id"], "toolu_1");
 }
+
+/// Adversarial review: the raw-body capture when the stream does not
+/// end cleanly — the caller drops the body mid-stream (a value half sent by
+/// upstream is held), or upstream fails mid-stream. Nothing panics, the plain
+/// record holds no fragment of the value, and the raw copy is sealed.
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_capture_when_the_stream_is_cut() {
+    use crate::audit::{AuditHandle, AuditLayer, AuditStore, BodyKey, SqliteStore};
+    use crate::gateway::BufferLayer;
+    use bytes::Bytes;
+    use futures_util::StreamExt;
+    use http::{Request, Response};
+    use http_body::Frame;
+    use http_body_util::{BodyExt, StreamBody};
+    use std::convert::Infallible;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    let head = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_2\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n\
+         event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+         event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hello SSN 078-05\"}}\n\n";
+    // 0: caller drops mid-stream (upstream then stalls); 1: upstream errors.
+    for scenario in 0..2 {
+        let store = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let key = BodyKey::from_bytes([9u8; 32]);
+        let svc = ServiceBuilder::new()
+            .layer(AuditLayer::from_arc(store.clone()).raw_body_key(key.clone()))
+            .layer(BufferLayer::new(1 << 20))
+            .layer(RedactionLayer::new(Redactor::new()))
+            .service(service_fn(
+                move |req: Request<crate::body::Body>| async move {
+                    let handle = req.extensions().get::<AuditHandle>().unwrap().clone();
+                    handle
+                        .commit(
+                            req.extensions()
+                                .get::<crate::wire::messages::RequestBody>()
+                                .unwrap(),
+                        )
+                        .await
+                        .unwrap();
+                    let first: Result<Frame<Bytes>, crate::body::BoxError> =
+                        Ok(Frame::data(Bytes::from_static(head.as_bytes())));
+                    let body = if scenario == 0 {
+                        crate::body::Body::new(StreamBody::new(
+                            futures_util::stream::iter(vec![first])
+                                .chain(futures_util::stream::pending()),
+                        ))
+                    } else {
+                        let err: Result<Frame<Bytes>, crate::body::BoxError> =
+                            Err("upstream reset".into());
+                        crate::body::Body::new(StreamBody::new(futures_util::stream::iter(vec![
+                            first, err,
+                        ])))
+                    };
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header("content-type", "text/event-stream")
+                            .body(body)
+                            .unwrap(),
+                    )
+                },
+            ));
+        let res = svc
+            .oneshot(
+                Request::post("/v1/messages")
+                    .header("content-type", "application/json")
+                    .body(crate::body::Body::from(
+                        r#"{"model":"claude-sonnet-4-5","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+                    ))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let id = res.extensions().get::<AuditHandle>().unwrap().id();
+        let mut body = res.into_body();
+        let mut delivered = Vec::new();
+        loop {
+            let f = tokio::time::timeout(std::time::Duration::from_millis(300), body.frame()).await;
+            match f {
+                Ok(Some(Ok(fr))) => {
+                    if let Ok(d) = fr.into_data() {
+                        delivered.extend_from_slice(&d);
+                    }
+                }
+                Ok(Some(Err(e))) => {
+                    assert!(!e.to_string().contains("078-05"), "error: {e}");
+                    break;
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        drop(body); // scenario 0: the caller leaves mid-stream
+        let delivered = String::from_utf8_lossy(&delivered).into_owned();
+        assert!(
+            !delivered.contains("078-05"),
+            "scenario {scenario}: {delivered}"
+        );
+        let mut rec = None;
+        for _ in 0..300 {
+            if let Some(r) = store.get(id).await.unwrap()
+                && r.response.is_some()
+            {
+                rec = Some(r);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let mut resp = rec.expect("response record").response.unwrap();
+        let sealed = resp.raw_body.take();
+        let plain = format!("{resp:?} {:?}", String::from_utf8_lossy(&resp.body));
+        assert!(
+            !plain.contains("078-05"),
+            "scenario {scenario}: plain record {plain}"
+        );
+        let sealed = sealed.unwrap_or_else(|| panic!("scenario {scenario}: raw response not kept"));
+        let raw = key.open(id, "response", &sealed).unwrap();
+        assert_eq!(raw, head.as_bytes(), "scenario {scenario}");
+    }
+}
