@@ -652,6 +652,18 @@ fn long_runs_are_not_rescanned_and_values_after_them_are_found() {
     assert_eq!(found, ["hunter2hunter2"]);
 }
 
+/// `pieces` pushed one by one through a new stream (`json`: a JSON stream),
+/// then finished: the whole streamed output.
+fn streamed(r: &Redactor, pieces: &[&str], json: bool) -> String {
+    let mut s = if json { r.stream_json() } else { r.stream() };
+    let mut out = String::new();
+    for p in pieces {
+        out.push_str(&s.push(p).unwrap());
+    }
+    out.push_str(&s.finish().unwrap());
+    out
+}
+
 /// Findings of the adversarial review (2026-11-30): values wrapped in
 /// placeholder-shaped text, IPv6 with an embedded IPv4 part, and runs of
 /// key prefixes or secret assignments, which were searched to their end from
@@ -676,10 +688,7 @@ fn adversarial_review_findings_stay_fixed() {
     ] {
         let out = r.redact_text(t).text;
         assert!(!out.contains(v), "{t:?} -> {out:?}");
-        let mut s = r.stream();
-        let mut streamed = s.push(t).unwrap();
-        streamed.push_str(&s.finish().unwrap());
-        assert_eq!(streamed, out);
+        assert_eq!(streamed(&r, &[t], false), out);
     }
     // Our own placeholders stay as they are.
     for t in [
@@ -760,13 +769,9 @@ fn unicode_separators_do_not_hide_values() {
         let found: Vec<&str> = spans.iter().map(|s| &t[s.start..s.end]).collect();
         assert_eq!(found, [v], "{t:?}");
         let whole = r.redact_text(t).text;
-        let mut s = r.stream();
-        let mut streamed = String::new();
-        for c in t.chars() {
-            streamed.push_str(&s.push(&c.to_string()).unwrap());
-        }
-        streamed.push_str(&s.finish().unwrap());
-        assert_eq!(streamed, whole, "{t:?}");
+        let chars: Vec<String> = t.chars().map(String::from).collect();
+        let pieces: Vec<&str> = chars.iter().map(String::as_str).collect();
+        assert_eq!(streamed(&r, &pieces, false), whole, "{t:?}");
     }
     // Mixed kinds of separator are still not one card.
     assert!(r.detect("4111 1111\u{2013}1111.1111").is_empty());
@@ -779,15 +784,7 @@ fn unicode_separators_do_not_hide_values() {
 #[test]
 fn json_escapes_stay_valid_and_streams_keep_escape_parity() {
     let r = Redactor::new();
-    let stream_json = |pieces: &[&str]| {
-        let mut s = r.stream_json();
-        let mut out = String::new();
-        for p in pieces {
-            out.push_str(&s.push(p).unwrap());
-        }
-        out.push_str(&s.finish().unwrap());
-        out
-    };
+    let stream_json = |pieces: &[&str]| streamed(&r, pieces, true);
     // U+4111 then twelve ones: no card in the decoded string.
     let input = r#"{"a":"\u4111111111111111 x"}"#;
     for out in [r.redact_json_text(input).text, stream_json(&[input])] {
