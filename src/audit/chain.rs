@@ -83,6 +83,7 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Hash of a record half as stored: SHA-256 of its canonical JSON.
+#[cfg(any(feature = "sqlite", feature = "postgres", test))]
 pub(crate) fn record_hash(doc: &Value) -> String {
     sha256_hex(canonical_json(doc).as_bytes())
 }
@@ -767,12 +768,14 @@ pub fn verify_snapshot(snapshot: ChainSnapshot, key: &VerifyingKey) -> VerifyRep
 
 /// The writer side of one instance's chain: the last entry written.
 #[derive(Debug, Clone)]
+#[cfg(any(feature = "sqlite", feature = "postgres", test))]
 pub(crate) struct ChainHead {
     pub instance: String,
     pub seq: i64,
     pub hash: String,
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres", test))]
 impl ChainHead {
     pub(crate) fn genesis(instance: &str) -> Self {
         ChainHead {
@@ -802,6 +805,59 @@ impl ChainHead {
         self.seq = e.seq;
         self.hash = e.entry_hash.clone();
         e
+    }
+}
+
+/// Row mapping shared by the SQL stores' `chain_snapshot` (the same columns
+/// in SQLite and PostgreSQL; `record_id` read as text). A column that
+/// cannot be read becomes its default, which verification then reports.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod rows {
+    use sqlx::{ColumnIndex, Decode, Row, Type};
+    use uuid::Uuid;
+
+    use super::{ChainEntry, Checkpoint, RecordKind};
+
+    /// A row of `audit_chain`.
+    pub(crate) fn chain_entry<'r, R>(r: &'r R) -> ChainEntry
+    where
+        R: Row,
+        &'r str: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        let kind: String = r.try_get("kind").unwrap_or_default();
+        let rid: String = r.try_get("record_id").unwrap_or_default();
+        ChainEntry {
+            instance: r.try_get("instance").unwrap_or_default(),
+            seq: r.try_get("seq").unwrap_or_default(),
+            // An edited kind still fails its entry hash; keep it visible as an event.
+            kind: RecordKind::parse(&kind).unwrap_or(RecordKind::Event),
+            record_id: Uuid::parse_str(&rid).unwrap_or_default(),
+            record_time_us: r.try_get("record_time_us").unwrap_or_default(),
+            record_hash: r.try_get("record_hash").unwrap_or_default(),
+            prev_hash: r.try_get("prev_hash").unwrap_or_default(),
+            entry_hash: r.try_get("entry_hash").unwrap_or_default(),
+        }
+    }
+
+    /// A row of `audit_checkpoint`.
+    pub(crate) fn checkpoint<'r, R>(r: &'r R) -> Checkpoint
+    where
+        R: Row,
+        &'r str: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Checkpoint {
+            instance: r.try_get("instance").unwrap_or_default(),
+            seq: r.try_get("seq").unwrap_or_default(),
+            entry_hash: r.try_get("entry_hash").unwrap_or_default(),
+            created_at_us: r.try_get("created_at_us").unwrap_or_default(),
+            purged_before_us: r.try_get("purged_before_us").unwrap_or_default(),
+            key_id: r.try_get("key_id").unwrap_or_default(),
+            signature: r.try_get("signature").unwrap_or_default(),
+        }
     }
 }
 

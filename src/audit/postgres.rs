@@ -1296,38 +1296,16 @@ impl ChainSource for PostgresStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(|e| unavailable("read chain", &e))?;
-        for r in rows {
-            let kind: String = r.try_get("kind").unwrap_or_default();
-            let rid: String = r.try_get("record_id").unwrap_or_default();
-            snap.entries.push(ChainEntry {
-                instance: r.try_get("instance").unwrap_or_default(),
-                seq: r.try_get("seq").unwrap_or_default(),
-                // An edited kind still fails its entry hash; keep it visible as an event.
-                kind: RecordKind::parse(&kind).unwrap_or(RecordKind::Event),
-                record_id: Uuid::parse_str(&rid).unwrap_or_default(),
-                record_time_us: r.try_get("record_time_us").unwrap_or_default(),
-                record_hash: r.try_get("record_hash").unwrap_or_default(),
-                prev_hash: r.try_get("prev_hash").unwrap_or_default(),
-                entry_hash: r.try_get("entry_hash").unwrap_or_default(),
-            });
-        }
+        snap.entries
+            .extend(rows.iter().map(chain::rows::chain_entry));
         let rows = sqlx::query(
             "SELECT instance, seq, entry_hash, created_at_us, purged_before_us, key_id, signature FROM audit_checkpoint",
         )
         .fetch_all(&mut *tx)
         .await
         .map_err(|e| unavailable("read checkpoints", &e))?;
-        for r in rows {
-            snap.checkpoints.push(Checkpoint {
-                instance: r.try_get("instance").unwrap_or_default(),
-                seq: r.try_get("seq").unwrap_or_default(),
-                entry_hash: r.try_get("entry_hash").unwrap_or_default(),
-                created_at_us: r.try_get("created_at_us").unwrap_or_default(),
-                purged_before_us: r.try_get("purged_before_us").unwrap_or_default(),
-                key_id: r.try_get("key_id").unwrap_or_default(),
-                signature: r.try_get("signature").unwrap_or_default(),
-            });
-        }
+        snap.checkpoints
+            .extend(rows.iter().map(chain::rows::checkpoint));
         let rows = sqlx::query(
             "SELECT id::text AS id, received_at_us, instance, principal_issuer, principal_subject, principal_groups, \
              model, verdict, decision_rules, status, complete, request::text AS request, response::text AS response \

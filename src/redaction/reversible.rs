@@ -121,6 +121,7 @@ fn scan(s: &str) -> Scan {
 }
 
 /// Every token-shaped substring of `text`, in order (duplicates kept).
+#[cfg(any(feature = "redis", test))]
 pub(crate) fn tokens_in(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut at = 0;
@@ -419,6 +420,7 @@ impl RedisVault {
 
 /// The vault scope of a principal: hex SHA-256 of `issuer ‖ 0 ‖ subject`
 /// (`"anonymous"` without a principal).
+#[cfg(any(feature = "redis", test))]
 pub(crate) fn scope_of(p: Option<&crate::identity::Principal>) -> String {
     use sha2::{Digest, Sha256};
     let Some(p) = p else {
