@@ -156,8 +156,18 @@ pub struct RedactionService<S> {
     layer: RedactionLayer,
 }
 
+/// Counter of values redacted (labels `entity_type`, and `path` cut to its
+/// first two segments, e.g. `response/content`), through the `metrics`
+/// facade: whatever recorder the embedding service installs receives it.
+pub const FINDINGS_METRIC: &str = "skillgate_redaction_findings_total";
+
 fn record(audit: Option<&AuditHandle>, findings: Vec<Finding>) {
     for f in &findings {
+        // Bounded label values: entity types and the part of the path that
+        // names the message side, never block indexes or member names.
+        let side: String = f.path.split('/').take(2).collect::<Vec<_>>().join("/");
+        metrics::counter!(FINDINGS_METRIC, "entity_type" => f.entity_type.clone(), "path" => side)
+            .increment(f.count);
         tracing::info!(
             target: "skillgate::redaction",
             entity_type = %f.entity_type,

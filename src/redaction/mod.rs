@@ -58,7 +58,9 @@ use std::sync::Arc;
 pub use config::{RedactionConfig, RequestRedaction};
 pub use detect::{CustomPattern, Span, entity};
 pub use json::redact_json_value;
-pub use layer::{RedactionBody, RedactionLayer, RedactionLayerBuilder, RedactionService};
+pub use layer::{
+    FINDINGS_METRIC, RedactionBody, RedactionLayer, RedactionLayerBuilder, RedactionService,
+};
 pub use operators::{Operator, TokenVault};
 #[cfg(feature = "redis")]
 pub use reversible::RedisVault;

@@ -961,3 +961,62 @@ async fn raw_capture_when_the_stream_is_cut() {
         assert_eq!(raw, head.as_bytes(), "scenario {scenario}");
     }
 }
+
+/// Findings reach metrics: a `metrics` counter per entity type and message
+/// side, counted through the layer (issue: findings "go to the audit record
+/// and to metrics").
+#[test]
+fn findings_are_counted_in_metrics() {
+    use http::{Request, Response};
+    use http_body_util::BodyExt;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use std::convert::Infallible;
+    use tower::{Layer, ServiceExt, service_fn};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let body = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"SSN 078-05-1120 and 219-09-9999, card 4111 1111 1111 1111"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":5}}"#;
+    metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let svc = RedactionLayer::new(Redactor::new()).layer(service_fn(
+                move |_req: Request<crate::body::Body>| async move {
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header("content-type", "application/json")
+                            .body(crate::body::Body::from(body))
+                            .unwrap(),
+                    )
+                },
+            ));
+            let res = svc
+                .oneshot(
+                    Request::post("/v1/messages")
+                        .body(crate::body::Body::from("{}"))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let out = res.into_body().collect().await.unwrap().to_bytes();
+            assert!(!String::from_utf8_lossy(&out).contains("078-05-1120"));
+        });
+    });
+    let mut counts = std::collections::BTreeMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let key = key.key();
+        assert_eq!(key.name(), FINDINGS_METRIC);
+        let labels: BTreeMap<String, String> = key
+            .labels()
+            .map(|l| (l.key().to_owned(), l.value().to_owned()))
+            .collect();
+        assert_eq!(labels["path"], "response/content");
+        if let DebugValue::Counter(n) = value {
+            counts.insert(labels["entity_type"].clone(), n);
+        }
+    }
+    assert_eq!(counts.get("US_SSN"), Some(&2));
+    assert_eq!(counts.get("CREDIT_CARD"), Some(&1));
+}
