@@ -1308,9 +1308,8 @@ pub(crate) mod validators {
             }
         }
         use phonenumber::country::Id;
-        widen_phone_regex_cache();
         if intl {
-            return phonenumber::parse(None, &norm).is_ok_and(|n| phonenumber::is_valid(&n));
+            return phone_valid(None, &norm);
         }
         [
             Id::US,
@@ -1327,7 +1326,23 @@ pub(crate) mod validators {
             Id::BR,
         ]
         .into_iter()
-        .any(|r| phonenumber::parse(Some(r), &norm).is_ok_and(|n| phonenumber::is_valid(&n)))
+        .any(|r| phone_valid(Some(r), &norm))
+    }
+
+    /// libphonenumber's verdict on `text` read in `region` (`None`:
+    /// international form only): parsed and validated by the compiled
+    /// metadata of [`crate::redaction::phone`], or by the `phonenumber` crate
+    /// itself for text outside that reading's alphabet.
+    fn phone_valid(region: Option<phonenumber::country::Id>, text: &str) -> bool {
+        use crate::redaction::phone::{self, Parsed};
+        match phone::parse(region, text) {
+            Parsed::Number(code, national) => phone::valid(code, &national),
+            Parsed::Invalid => false,
+            Parsed::Unsupported => {
+                widen_phone_regex_cache();
+                phonenumber::parse(region, text).is_ok_and(|n| phone::is_valid(&n))
+            }
+        }
     }
 
     /// Compiled libphonenumber patterns kept at once. The `phonenumber`

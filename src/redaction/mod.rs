@@ -46,6 +46,7 @@ mod detect;
 mod json;
 mod layer;
 mod operators;
+mod phone;
 mod reversible;
 mod stream;
 

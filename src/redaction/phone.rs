@@ -1,0 +1,717 @@
+//! Phone-number parsing and validity from libphonenumber's metadata,
+//! compiled once.
+//!
+//! The `phonenumber` crate (a maintained libphonenumber port) holds the
+//! metadata. Its own `parse` and `is_valid` look every metadata pattern up by
+//! its source text in one global LRU cache behind a mutex (hashing pattern
+//! texts of up to a few KiB with SipHash on every use) and run the number-type
+//! regexes one after another: about 10 µs per number, most of the redaction
+//! time on text dense with phone numbers. This module gives the same answers
+//! from per-region automata built once (all of a region's number-type
+//! patterns in one anchored multi-pattern search) and a direct reading of the
+//! candidate, which the detector's phone pattern has already reduced to
+//! digits, spaces, `-`, `.`, parentheses and a leading `+`.
+//!
+//! It mirrors `phonenumber` 0.3.10 (metadata 9.0.33) rule for rule, quirks
+//! included:
+//! - [`parse`] follows `phonenumber::parse`: RFC 3966 reading first (no
+//!   spaces; a `+` code ends at the first separator), else the natural one
+//!   (from the first `+` or digit, trailing non-digits dropped); a leading
+//!   `+` or the region's international (IDD) prefix selects international
+//!   form, whose calling code is the first known 1–3 digit prefix; a national
+//!   number starting with the region's own code loses it when it is not
+//!   possible as written; then the national prefix for parsing (with its
+//!   transform rule) and the national prefix are stripped unless that leaves
+//!   a number too short for the region.
+//! - [`is_valid`] follows `phonenumber::is_valid`: the region comes from the
+//!   calling code (several regions: the first whose `leading_digits` match at
+//!   the start, or, without `leading_digits`, whose number types match); a
+//!   number is valid if the region's general description matches and so does
+//!   one of the premium-rate, toll-free, shared-cost, VoIP, personal, pager,
+//!   UAN, voicemail, fixed-line or mobile descriptions. A description matches
+//!   when its `possible_length` list (if any) holds the number's length and
+//!   its pattern matches at the start (the crate's test: a match beginning at
+//!   offset 0, not necessarily the whole number).
+//!
+//! Text outside that alphabet is left to the crate ([`Parsed::Unsupported`]).
+//! The tests `same_parse_as_libphonenumber` and `same_verdict_as_libphonenumber`
+//! compare both answers with the crate's on numbers derived from the
+//! metadata's examples, written in national and international forms.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use phonenumber::PhoneNumber;
+use phonenumber::country::Id;
+use phonenumber::metadata::{DATABASE, Descriptor, Metadata};
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input, MatchKind, PatternSet, meta};
+
+/// Shortest and longest national significant number the crate accepts.
+const MIN_NSN: usize = 2;
+const MAX_NSN: usize = 17;
+
+/// One region's metadata, compiled.
+struct Region {
+    /// Pattern 0: the general description; then one per number type.
+    set: meta::Regex,
+    /// The general description alone.
+    general: meta::Regex,
+    /// Allowed national-number lengths per pattern of `set` (empty: any).
+    lengths: Vec<Vec<u16>>,
+    /// Lengths of numbers diallable only locally (general description).
+    local_lengths: Vec<u16>,
+    /// `leading_digits`, when the region has them.
+    leading: Option<meta::Regex>,
+    country_code: u16,
+    national_prefix: Option<String>,
+    /// `national_prefix_for_parsing` (captures: carrier code, rest).
+    prefix_for_parsing: Option<regex::Regex>,
+    national_prefix_transform_rule: Option<String>,
+    /// The international (IDD) prefix pattern.
+    international_prefix: Option<regex::Regex>,
+}
+
+/// The crate's `Validation` of a number's length, as far as parsing needs it.
+#[derive(PartialEq, Eq)]
+enum Length {
+    Possible,
+    LocalOnly,
+    TooShort,
+    Other,
+}
+
+fn compile(patterns: &[&str], kind: MatchKind) -> Option<meta::Regex> {
+    // The crate compiles its metadata patterns with `ignore_whitespace`.
+    meta::Regex::builder()
+        .syntax(syntax::Config::new().ignore_whitespace(true))
+        .configure(meta::Config::new().match_kind(kind))
+        .build_many(patterns)
+        .ok()
+}
+
+fn compile_regex(pattern: &str) -> Option<regex::Regex> {
+    regex::RegexBuilder::new(pattern)
+        .ignore_whitespace(true)
+        .build()
+        .ok()
+}
+
+impl Region {
+    /// `None` if a pattern does not compile (the crate then decides).
+    fn new(meta: &Metadata) -> Option<Region> {
+        let d = meta.descriptors();
+        let types: [Option<&Descriptor>; 10] = [
+            d.premium_rate(),
+            d.toll_free(),
+            d.shared_cost(),
+            d.voip(),
+            d.personal_number(),
+            d.pager(),
+            d.uan(),
+            d.voicemail(),
+            d.fixed_line(),
+            d.mobile(),
+        ];
+        let descs: Vec<&Descriptor> = std::iter::once(d.general())
+            .chain(types.into_iter().flatten())
+            .collect();
+        let sources: Vec<&str> = descs.iter().map(|d| d.national_number().as_str()).collect();
+        let opt_regex = |re: Option<&str>| match re {
+            Some(re) => compile_regex(re).map(Some),
+            None => Some(None),
+        };
+        Some(Region {
+            set: compile(&sources, MatchKind::All)?,
+            general: compile(&sources[..1], MatchKind::LeftmostFirst)?,
+            lengths: descs.iter().map(|d| d.possible_length().to_vec()).collect(),
+            local_lengths: d.general().possible_local_length().to_vec(),
+            leading: match meta.leading_digits() {
+                Some(re) => Some(compile(&[re.as_str()], MatchKind::LeftmostFirst)?),
+                None => None,
+            },
+            country_code: meta.country_code(),
+            national_prefix: meta.national_prefix().map(str::to_owned),
+            prefix_for_parsing: opt_regex(meta.national_prefix_for_parsing().map(|r| r.as_str()))?,
+            national_prefix_transform_rule: meta
+                .national_prefix_transform_rule()
+                .map(str::to_owned),
+            international_prefix: opt_regex(meta.international_prefix().map(|r| r.as_str()))?,
+        })
+    }
+
+    fn starts_with_match(re: &meta::Regex, national: &str) -> bool {
+        re.search(&Input::new(national).anchored(Anchored::Yes))
+            .is_some()
+    }
+
+    /// The crate's `Descriptor::is_match` of the general description.
+    fn general_match(&self, national: &str) -> bool {
+        (self.lengths[0].is_empty() || self.lengths[0].contains(&(national.len() as u16)))
+            && Self::starts_with_match(&self.general, national)
+    }
+
+    /// The crate's `number_type(meta, national) != Type::Unknown`.
+    fn has_type(&self, national: &str) -> bool {
+        let mut found = PatternSet::new(self.set.pattern_len());
+        self.set
+            .which_overlapping_matches(&Input::new(national).anchored(Anchored::Yes), &mut found);
+        let len = national.len() as u16;
+        let ok = |i: usize| {
+            found.contains(regex_automata::PatternID::must(i))
+                && (self.lengths[i].is_empty() || self.lengths[i].contains(&len))
+        };
+        ok(0) && (1..self.set.pattern_len()).any(ok)
+    }
+
+    /// The crate's `validator::length(meta, number, Type::Unknown)` (its
+    /// general `possible_length` list, used only when non-empty).
+    fn length(&self, len: usize) -> Length {
+        let possible = &self.lengths[0];
+        let len = len as u16;
+        let (Some(&min), Some(&max)) = (possible.first(), possible.last()) else {
+            return Length::Other;
+        };
+        if self.local_lengths.contains(&len) {
+            Length::LocalOnly
+        } else if len == min {
+            Length::Possible
+        } else if len < min {
+            Length::TooShort
+        } else if len > max {
+            Length::Other
+        } else if possible.contains(&len) {
+            Length::Possible
+        } else {
+            Length::Other
+        }
+    }
+
+    /// The crate's `helper::national_number`: strips the national prefix for
+    /// parsing (or applies its transform rule). `None` where the crate
+    /// would panic (a transform rule whose first group did not take part).
+    fn strip_prefix_for_parsing(&self, national: String) -> Option<String> {
+        let Some(re) = &self.prefix_for_parsing else {
+            return Some(match &self.national_prefix {
+                Some(p) if national.starts_with(p.as_str()) => national[p.len()..].to_owned(),
+                _ => national,
+            });
+        };
+        let Some(caps) = re.captures(&national) else {
+            return Some(national);
+        };
+        let whole = caps.get(0)?;
+        if whole.start() != 0 {
+            return Some(national);
+        }
+        let first = caps.get(1).is_some();
+        let last = caps.get(caps.len() - 1).is_some();
+        match &self.national_prefix_transform_rule {
+            Some(rule) if last => {
+                let viable = self.general_match(&national);
+                let transformed = re.replace(&national, rule.as_str()).into_owned();
+                if viable && !self.general_match(&transformed) {
+                    return Some(national);
+                }
+                first.then_some(transformed)
+            }
+            // (The crate also compares the general description before and
+            // after, on the same text: never a difference.)
+            _ => Some(national[whole.end()..].to_owned()),
+        }
+    }
+
+    /// Whether `leading_digits` match at the start (`None`: the region has
+    /// none).
+    fn leading_match(&self, national: &str) -> Option<bool> {
+        self.leading
+            .as_ref()
+            .map(|re| Self::starts_with_match(re, national))
+    }
+}
+
+/// Compiled regions, keyed by the address of their metadata in the crate's
+/// static database (several non-geographic entries share the id `001`).
+fn region(meta: &'static Metadata) -> Option<Arc<Region>> {
+    static REGIONS: OnceLock<RwLock<HashMap<usize, Option<Arc<Region>>>>> = OnceLock::new();
+    let map = REGIONS.get_or_init(|| RwLock::new(HashMap::new()));
+    let key = meta as *const Metadata as usize;
+    if let Ok(m) = map.read()
+        && let Some(r) = m.get(&key)
+    {
+        return r.clone();
+    }
+    let built = Region::new(meta).map(Arc::new);
+    if let Ok(mut m) = map.write() {
+        m.entry(key).or_insert_with(|| built.clone());
+    }
+    built
+}
+
+/// The crate's `validator::source_for`: the metadata for a calling code and
+/// national number. `Err(())`: a region could not be compiled.
+fn source_for(code: u16, national: &str) -> Result<Option<&'static Metadata>, ()> {
+    let Some(regions) = DATABASE.region(&code) else {
+        return Ok(None);
+    };
+    if regions.len() == 1 {
+        return Ok(if regions[0] == "001" {
+            DATABASE.by_code(&code).and_then(|m| m.into_iter().next())
+        } else if regions[0].parse::<Id>().is_ok() {
+            DATABASE.by_id(regions[0])
+        } else {
+            None
+        });
+    }
+    for id in regions {
+        let Some(m) = DATABASE.by_id(id) else {
+            continue;
+        };
+        let r = region(m).ok_or(())?;
+        let hit = match r.leading_match(national) {
+            Some(hit) => hit,
+            None => r.has_type(national),
+        };
+        if hit {
+            return Ok(Some(m));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether a national significant number is valid for a calling code,
+/// with the same verdict as `phonenumber::is_valid`.
+pub(crate) fn valid(code: u16, national: &str) -> bool {
+    match source_for(code, national) {
+        Ok(Some(meta)) => region(meta).is_some_and(|r| r.has_type(national)),
+        Ok(None) => false,
+        Err(()) => false,
+    }
+}
+
+/// Whether `number` is valid for its calling code, with the same verdict
+/// as `phonenumber::is_valid`.
+pub(crate) fn is_valid(number: &PhoneNumber) -> bool {
+    valid(number.country().code(), &number.national().to_string())
+}
+
+/// What [`parse`] made of a text.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Parsed {
+    /// Calling code and national significant number (leading zeros kept),
+    /// as `phonenumber::parse` gives them.
+    Number(u16, String),
+    /// `phonenumber::parse` gives an error.
+    Invalid,
+    /// Outside this reading's alphabet: ask the crate.
+    Unsupported,
+}
+
+fn is_separator(b: u8) -> bool {
+    matches!(b, b'-' | b'.' | b'(' | b')')
+}
+
+fn digits_of(s: &str) -> String {
+    s.bytes()
+        .filter(u8::is_ascii_digit)
+        .map(char::from)
+        .collect()
+}
+
+/// Where the country calling code comes from (the crate's `Source`).
+#[derive(PartialEq, Eq)]
+enum Source {
+    Plus,
+    Idd,
+    Default,
+}
+
+/// `phonenumber::parse(country, text)` for texts made of ASCII digits,
+/// spaces, `-`, `.`, parentheses and one `+` at the start (or after an
+/// opening parenthesis), with at least three digits.
+pub(crate) fn parse(country: Option<Id>, text: &str) -> Parsed {
+    let b = text.as_bytes();
+    if !b
+        .iter()
+        .all(|&c| c.is_ascii_digit() || c == b' ' || c == b'+' || is_separator(c))
+        || b.iter().filter(|c| c.is_ascii_digit()).count() < 3
+    {
+        return Parsed::Unsupported;
+    }
+    match text.find('+') {
+        None | Some(0) => {}
+        Some(1) if b[0] == b'(' => {}
+        Some(_) => return Parsed::Unsupported,
+    }
+    if text.matches('+').count() > 1 {
+        return Parsed::Unsupported;
+    }
+    // RFC 3966 reading (no spaces): `+code` up to the first separator, then
+    // digits and separators; or digits and separators alone.
+    let mut prefix: Option<String> = None;
+    let raw: &str;
+    let rfc_plus = text
+        .strip_prefix('+')
+        .and_then(|rest| rest.bytes().position(is_separator).map(|k| (rest, k)))
+        .filter(|&(_, k)| k > 0);
+    if !text.contains(' ') && !text.contains('+') {
+        raw = text;
+    } else if let (false, Some((rest, k))) = (text.contains(' '), rfc_plus) {
+        prefix = Some(rest[..k].to_owned());
+        raw = &rest[k..];
+    } else {
+        // Natural reading: from the first `+` or digit; trailing characters
+        // other than digits dropped.
+        let start = b
+            .iter()
+            .position(|&c| c == b'+' || c.is_ascii_digit())
+            .unwrap_or(0);
+        raw = text[start..].trim_end_matches(|c: char| !c.is_ascii_digit());
+    }
+    // Viability (`is_viable`): two digits alone, or three digits or more
+    // among punctuation.
+    let raw_digits = raw.bytes().filter(u8::is_ascii_digit).count();
+    let viable = raw.len() >= MIN_NSN && (raw_digits >= 3 || (raw_digits == 2 && raw.len() == 2));
+    if !viable {
+        return Parsed::Invalid;
+    }
+    let home: Option<(&'static Metadata, Arc<Region>)> = match country {
+        Some(id) => {
+            let Some(meta) = DATABASE.by_id(id.as_ref()) else {
+                return Parsed::Unsupported;
+            };
+            let Some(r) = region(meta) else {
+                return Parsed::Unsupported;
+            };
+            Some((meta, r))
+        }
+        None => None,
+    };
+    // International prefix (`helper::international_prefix`).
+    let idd = home
+        .as_ref()
+        .and_then(|(_, r)| r.international_prefix.as_ref());
+    let strip_idd = |national: &str| -> Option<usize> {
+        let m = idd?.find(national)?;
+        (m.start() == 0 && !national[m.end()..].starts_with('0')).then_some(m.end())
+    };
+    let mut source;
+    let mut national;
+    if prefix.is_some() {
+        source = Source::Plus;
+        national = digits_of(raw);
+    } else if let Some(rest) = raw.strip_prefix('+') {
+        source = Source::Plus;
+        national = digits_of(rest);
+        if let Some(end) = strip_idd(&national) {
+            national.drain(..end);
+        }
+    } else {
+        source = Source::Default;
+        national = digits_of(raw);
+        if let Some(end) = strip_idd(&national) {
+            source = Source::Idd;
+            national.drain(..end);
+        }
+    }
+    // Country calling code (`helper::country_code`).
+    if source == Source::Default {
+        let Some((_, r)) = &home else {
+            return Parsed::Invalid;
+        };
+        let code = r.country_code.to_string();
+        if national.starts_with(&code)
+            && (!r.general_match(&national)
+                || !matches!(
+                    r.length(national.len()),
+                    Length::Possible | Length::LocalOnly
+                ))
+        {
+            national.drain(..code.len());
+        }
+        prefix = Some(code);
+    } else {
+        if national.len() <= MIN_NSN {
+            return Parsed::Invalid;
+        }
+        match &prefix {
+            Some(p) => match p.parse::<u16>() {
+                Ok(c) if DATABASE.by_code(&c).is_some() => {}
+                _ => return Parsed::Invalid,
+            },
+            None => {
+                if national.starts_with('0') {
+                    return Parsed::Invalid;
+                }
+                let found = (1..=3).find_map(|len| {
+                    let c = national[..len].parse::<u16>().ok()?;
+                    DATABASE.by_code(&c).map(|_| (len, c))
+                });
+                let Some((len, c)) = found else {
+                    return Parsed::Invalid;
+                };
+                national.drain(..len);
+                prefix = Some(c.to_string());
+            }
+        }
+    }
+    let Some(Ok(code)) = prefix.as_deref().map(str::parse::<u16>) else {
+        return Parsed::Invalid;
+    };
+    // The metadata for national prefixes: the default region's, else the
+    // calling code's.
+    let meta = match &home {
+        Some((m, _)) => Some(*m),
+        None => match source_for(code, national.trim_start_matches('0')) {
+            Ok(m) => m,
+            Err(()) => return Parsed::Unsupported,
+        },
+    };
+    if let Some(meta) = meta {
+        let Some(r) = region(meta) else {
+            return Parsed::Unsupported;
+        };
+        let Some(mut potential) = r.strip_prefix_for_parsing(national.clone()) else {
+            return Parsed::Invalid;
+        };
+        if let Some(p) = &r.national_prefix
+            && potential.starts_with(p.as_str())
+        {
+            potential.drain(..p.len());
+        }
+        if r.length(potential.len()) != Length::TooShort {
+            national = potential;
+        }
+    }
+    if national.len() < MIN_NSN || national.len() > MAX_NSN {
+        return Parsed::Invalid;
+    }
+    // `NationalNumber`: leading zeros counted, the rest a number below 2^56.
+    let rest = national.trim_start_matches('0');
+    match rest.parse::<u64>() {
+        Ok(v) if v < (1 << 56) => Parsed::Number(code, national),
+        _ => Parsed::Invalid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// National numbers worth judging for one region: every example number,
+    /// each with every digit changed, one digit dropped and one added.
+    fn variants(meta: &Metadata) -> Vec<String> {
+        let d = meta.descriptors();
+        let examples = [
+            Some(d.general()),
+            d.fixed_line(),
+            d.mobile(),
+            d.toll_free(),
+            d.premium_rate(),
+            d.shared_cost(),
+            d.personal_number(),
+            d.voip(),
+            d.pager(),
+            d.uan(),
+            d.voicemail(),
+            d.emergency(),
+            d.short_code(),
+        ];
+        let mut out = Vec::new();
+        for ex in examples.into_iter().flatten().filter_map(|d| d.example()) {
+            out.push(ex.to_owned());
+            let b = ex.as_bytes();
+            for i in 0..b.len() {
+                let mut v = b.to_vec();
+                v[i] = b'0' + (v[i] - b'0' + 3) % 10;
+                out.push(String::from_utf8(v).unwrap());
+                let mut shorter = b.to_vec();
+                shorter.remove(i);
+                out.push(String::from_utf8(shorter).unwrap());
+            }
+            out.push(format!("{ex}7"));
+            out.push(format!("0{ex}"));
+        }
+        out
+    }
+
+    /// The crate's reading of `text`, or `None` where it panics.
+    fn crate_parse(region: Option<Id>, text: &str) -> Option<Parsed> {
+        let text = text.to_owned();
+        std::panic::catch_unwind(move || match phonenumber::parse(region, &text) {
+            Ok(n) => Parsed::Number(n.country().code(), n.national().to_string()),
+            Err(_) => Parsed::Invalid,
+        })
+        .ok()
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    /// `digits` cut into groups of 1–5, joined by one separator (or none),
+    /// the first group sometimes in parentheses.
+    fn grouped(r: &mut Rng, digits: &str) -> String {
+        let sep = [" ", "-", ".", ""][r.below(4)];
+        let mut out = String::new();
+        let mut rest = digits;
+        let mut first = true;
+        while !rest.is_empty() {
+            let n = (1 + r.below(5)).min(rest.len());
+            if !first {
+                out.push_str(sep);
+            }
+            if first && r.below(4) == 0 {
+                out.push('(');
+                out.push_str(&rest[..n]);
+                out.push(')');
+            } else {
+                out.push_str(&rest[..n]);
+            }
+            first = false;
+            rest = &rest[n..];
+        }
+        out
+    }
+
+    const DEFAULT_REGIONS: [Id; 12] = [
+        Id::US,
+        Id::GB,
+        Id::DE,
+        Id::FR,
+        Id::IN,
+        Id::AU,
+        Id::CA,
+        Id::ES,
+        Id::IT,
+        Id::NL,
+        Id::JP,
+        Id::BR,
+    ];
+
+    #[test]
+    fn same_parse_as_libphonenumber() {
+        let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+        let (mut numbers, mut invalid, mut valid_count, mut compared) = (0, 0, 0, 0);
+        let mut metas: Vec<&Metadata> = DATABASE.iter().collect();
+        metas.sort_by_key(|m| (m.country_code(), m.id().to_owned()));
+        for meta in metas {
+            let cc = meta.country_code();
+            let np = meta.national_prefix().unwrap_or("");
+            for nsn in variants(meta).into_iter().step_by(11) {
+                let g = grouped(&mut r, &nsn);
+                let forms = [
+                    format!("{np}{g}"),
+                    g.clone(),
+                    format!("+{cc}{nsn}"),
+                    format!("+{cc} {g}"),
+                    format!("+{cc}-{g}"),
+                    format!("(+{cc}) {g}"),
+                    format!("+{cc} ({np}) {g}"),
+                    format!("00{cc} {g}"),
+                    format!("011 {cc} {g}"),
+                    format!("{cc} {np}{g}"),
+                ];
+                for text in forms {
+                    let mut regions = vec![None];
+                    regions.push(Some(DEFAULT_REGIONS[r.below(12)]));
+                    if let Ok(id) = meta.id().parse::<Id>()
+                        && DEFAULT_REGIONS.contains(&id)
+                    {
+                        regions.push(Some(id));
+                    }
+                    for region in regions {
+                        let Some(want) = crate_parse(region, &text) else {
+                            continue;
+                        };
+                        let got = parse(region, &text);
+                        assert_eq!(got, want, "{region:?} {text:?}");
+                        compared += 1;
+                        if let Parsed::Number(code, national) = &got {
+                            numbers += 1;
+                            let n = phonenumber::parse(region, &text).unwrap();
+                            assert_eq!(valid(*code, national), phonenumber::is_valid(&n));
+                            valid_count += usize::from(valid(*code, national));
+                        } else {
+                            invalid += 1;
+                        }
+                    }
+                }
+            }
+        }
+        // Every outcome occurs often: the comparison is not vacuous.
+        assert!(compared > 30_000, "{compared}");
+        assert!(
+            numbers > 5_000 && invalid > 1_000 && valid_count > 2_000,
+            "{numbers} {invalid} {valid_count}"
+        );
+    }
+
+    #[test]
+    fn outside_the_alphabet_is_left_to_the_crate() {
+        for text in [
+            "+1 202 555 0123 ext. 7",
+            "202/555/0123",
+            "1+202 555 0123",
+            "12",
+        ] {
+            assert_eq!(parse(Some(Id::US), text), Parsed::Unsupported, "{text}");
+        }
+    }
+
+    #[test]
+    fn same_verdict_as_libphonenumber() {
+        let mut checked = 0;
+        let mut valid = 0;
+        for meta in DATABASE.iter() {
+            let code = meta.country_code();
+            for national in variants(meta) {
+                let Ok(n) = phonenumber::parse(None, format!("+{code}{national}")) else {
+                    continue;
+                };
+                let want = phonenumber::is_valid(&n);
+                assert_eq!(is_valid(&n), want, "+{code} {national}");
+                checked += 1;
+                valid += usize::from(want);
+            }
+        }
+        // Both verdicts occur often: the comparison is not vacuous.
+        assert!(checked > 20_000, "{checked}");
+        assert!(
+            valid > 2_000 && checked - valid > 2_000,
+            "{valid} of {checked}"
+        );
+    }
+
+    #[test]
+    fn non_geographic_and_shared_codes() {
+        // Codes shared by several regions (+1, +7, +44) choose the region by
+        // leading digits or number type; +800 is non-geographic (`001`).
+        let mut verdicts = Vec::new();
+        for text in [
+            "+1 202 555 0123",
+            "+1 650 253 0000",
+            "+1 416 924 1234",
+            "+1 264 497 1234",
+            "+1 999 123 4567",
+            "+800 1234 5678",
+            "+808 1234 5678",
+            "+44 20 7946 0958",
+            "+44 1481 256 789",
+            "+7 495 123 4567",
+            "+7 727 123 4567",
+            "+7 095 123 4567",
+        ] {
+            let n = phonenumber::parse(None, text).unwrap();
+            assert_eq!(is_valid(&n), phonenumber::is_valid(&n), "{text}");
+            verdicts.push(is_valid(&n));
+        }
+        assert!(verdicts.contains(&true) && verdicts.contains(&false));
+    }
+}
