@@ -290,6 +290,9 @@ pub(crate) struct Detector {
     /// Liveness caches of finished streams, reused by new ones.
     idle_caches: std::sync::Mutex<Vec<DfaCache>>,
     pats: Vec<Pat>,
+    /// The patterns whose starts match at an ASCII digit that can start
+    /// nothing else ([`fast::digit_family_only`]): cards, SSNs, IPv4, phones.
+    digit_family_pids: [usize; 4],
     /// Which detector kinds are enabled (entity type filter applied).
     enabled: Vec<bool>,
     has_custom: bool,
@@ -396,12 +399,20 @@ impl Detector {
                 }
             }
         }
+        let pid_of = |k: Kind| pats.iter().position(|p| p.kind == k).unwrap_or(usize::MAX);
+        let digit_family_pids = [
+            pid_of(Kind::Card),
+            pid_of(Kind::Ssn),
+            pid_of(Kind::Ipv4),
+            pid_of(Kind::Phone),
+        ];
         Ok(Detector {
             starts,
             start_set,
             live,
             idle_caches: std::sync::Mutex::new(Vec::new()),
             pats,
+            digit_family_pids,
             enabled: enabled_flags,
             has_custom: !custom.is_empty(),
         })
@@ -542,9 +553,18 @@ impl Detector {
             // what precedes s already rules it out — checked before its
             // anchored search, which may run far (`sk-sk-sk-…` would
             // otherwise be searched to its end from every `sk-`).
-            let inp = Input::new(hay).span(s..span_end).anchored(Anchored::Yes);
             set.clear();
-            self.start_set.which_overlapping_matches(&inp, &mut set);
+            let digit_family = !self.has_custom && fast::digit_family_only(&hay[..span_end], s);
+            if digit_family {
+                for pid in self.digit_family_pids {
+                    if let Ok(id) = regex_automata::PatternID::new(pid) {
+                        set.insert(id);
+                    }
+                }
+            } else {
+                let inp = Input::new(hay).span(s..span_end).anchored(Anchored::Yes);
+                self.start_set.which_overlapping_matches(&inp, &mut set);
+            }
             let mut verdict = Verdict::No;
             for pid in set.iter().map(|p| p.as_usize()) {
                 if !self.may_start(pid, text, s, json) {
@@ -667,11 +687,25 @@ impl Detector {
         if !self.enabled[pid] && self.pats[pid].kind != Kind::Placeholder {
             return Verdict::No;
         }
-        let inp = Input::new(text.as_bytes())
-            .span(s..span_end)
-            .anchored(Anchored::Yes);
-        match self.pats[pid].anchored.search(&inp) {
-            Some(m) => self.validate(pid, text, s, m.end(), last, json),
+        let hay = &text.as_bytes()[..span_end];
+        let quick = match self.pats[pid].kind {
+            Kind::Card => fast::card(hay, s),
+            Kind::Ssn => fast::ssn(hay, s),
+            Kind::Ipv4 => fast::ipv4(hay, s),
+            _ => fast::Match::Ask,
+        };
+        let end = match quick {
+            fast::Match::End(e) => Some(e),
+            fast::Match::None => None,
+            fast::Match::Ask => {
+                let inp = Input::new(text.as_bytes())
+                    .span(s..span_end)
+                    .anchored(Anchored::Yes);
+                self.pats[pid].anchored.search(&inp).map(|m| m.end())
+            }
+        };
+        match end {
+            Some(e) => self.validate(pid, text, s, e, last, json),
             None => Verdict::No,
         }
     }
@@ -990,6 +1024,129 @@ fn ssn_context(text: &str, s: usize) -> bool {
         .any(|w| window.contains(w))
 }
 
+pub(crate) mod fast {
+    //! Hand-written equivalents of the anchored searches that run most
+    //! often — the card, SSN and IPv4 patterns at an ASCII digit — and of the
+    //! start-set search at such a digit. Each answers only for plain ASCII
+    //! text and says [`Match::Ask`] as soon as a byte could take the regex
+    //! another way (a non-ASCII digit, separator or zero-width character);
+    //! the tests compare them with the regexes on random text.
+
+    /// What a hand-written matcher found, anchored at a start.
+    #[derive(Debug, PartialEq, Eq)]
+    pub(crate) enum Match {
+        /// The leftmost-first match ends here.
+        End(usize),
+        /// No match.
+        None,
+        /// Not decidable here: run the regex.
+        Ask,
+    }
+
+    /// `DIGIT_SEP`'s ASCII members.
+    fn ascii_sep(b: u8) -> bool {
+        matches!(b, b' ' | b'-' | b'.')
+    }
+
+    /// The card pattern `\d(?:SEP?\d){12,18}` (SEP: `DIGIT_SEP`) anchored
+    /// at `s`: greedy, and every step is forced on ASCII text, so the match
+    /// takes as many (separator, digit) steps as there are, up to 18.
+    pub(crate) fn card(hay: &[u8], s: usize) -> Match {
+        if !hay.get(s).is_some_and(u8::is_ascii_digit) {
+            return Match::Ask;
+        }
+        let mut p = s + 1;
+        let mut steps = 0;
+        while steps < 18 {
+            match hay.get(p) {
+                Some(b) if b.is_ascii_digit() => p += 1,
+                Some(&b) if ascii_sep(b) => match hay.get(p + 1) {
+                    Some(d) if d.is_ascii_digit() => p += 2,
+                    Some(&c) if c >= 0x80 => return Match::Ask,
+                    _ => break,
+                },
+                Some(&b) if b >= 0x80 => return Match::Ask,
+                _ => break,
+            }
+            steps += 1;
+        }
+        if steps >= 12 {
+            Match::End(p)
+        } else {
+            Match::None
+        }
+    }
+
+    /// The SSN pattern `\d{3}SEP?\d{2}SEP?\d{4}` anchored at `s`.
+    pub(crate) fn ssn(hay: &[u8], s: usize) -> Match {
+        let mut p = s;
+        for (i, n) in [3usize, 2, 4].into_iter().enumerate() {
+            if i > 0 {
+                match hay.get(p) {
+                    Some(&b) if ascii_sep(b) => {
+                        if hay.get(p + 1).is_some_and(|&c| c >= 0x80) {
+                            return Match::Ask;
+                        }
+                        p += 1;
+                    }
+                    Some(&b) if b >= 0x80 => return Match::Ask,
+                    _ => {}
+                }
+            }
+            for _ in 0..n {
+                match hay.get(p) {
+                    Some(b) if b.is_ascii_digit() => p += 1,
+                    Some(&b) if b >= 0x80 => return Match::Ask,
+                    _ => return Match::None,
+                }
+            }
+        }
+        Match::End(p)
+    }
+
+    /// The IPv4 pattern `[0-9]{1,3}(?:\.[0-9]{1,3}){3}` anchored at `s`
+    /// (ASCII only, so always decided).
+    pub(crate) fn ipv4(hay: &[u8], s: usize) -> Match {
+        let mut p = s;
+        for i in 0..4 {
+            if i > 0 {
+                if hay.get(p) != Some(&b'.') {
+                    return Match::None;
+                }
+                p += 1;
+            }
+            let start = p;
+            while p - start < 3 && hay.get(p).is_some_and(u8::is_ascii_digit) {
+                p += 1;
+            }
+            if p == start {
+                return Match::None;
+            }
+        }
+        Match::End(p)
+    }
+
+    /// Whether only the digit-led patterns (card, SSN, IPv4, phone) can
+    /// start at `s`, an ASCII digit: the run of ASCII e-mail-local and
+    /// name characters from `s` holds no letter (no secret keyword, no hex
+    /// group) and ends, within 64 bytes and before the end of `hay`, at a
+    /// byte that is not `@`, `:` or non-ASCII (no e-mail, no IPv6).
+    pub(crate) fn digit_family_only(hay: &[u8], s: usize) -> bool {
+        if !hay.get(s).is_some_and(u8::is_ascii_digit) {
+            return false;
+        }
+        for &b in hay.iter().skip(s).take(64) {
+            match b {
+                b'0'..=b'9' | b'_' | b'.' | b'%' | b'+' | b'-' => {}
+                b'@' | b':' | 0x80..=0xFF => return false,
+                b if b.is_ascii_alphabetic() => return false,
+                _ => return true,
+            }
+        }
+        false
+    }
+}
+
 pub(crate) mod prefilter {
     //! The cheap pass: bytes without which no built-in value can exist.
 
@@ -1132,17 +1289,64 @@ pub(crate) mod validators {
         ZEROS.iter().find(|&&z| u >= z && u < z + 10).map(|z| u - z)
     }
 
-    /// The digits of a value, folded to ASCII, and its separators.
-    fn digits_and_seps(v: &str) -> (Vec<u8>, Vec<char>) {
-        let mut d = Vec::with_capacity(v.len());
-        let mut seps = Vec::new();
-        for c in v.chars() {
-            match digit_value(c) {
-                Some(x) => d.push(x as u8),
-                None => seps.push(normal_sep(c)),
+    /// The digits of a value, folded to ASCII values, and its separators,
+    /// without allocating: a candidate of the card, SSN or phone pattern has
+    /// at most 34 digits and 75 other characters. Longer text (never such a
+    /// candidate) reports `overflow` and is no value.
+    pub(crate) struct Digits {
+        d: [u8; 64],
+        n: usize,
+        seps: [char; 128],
+        m: usize,
+        overflow: bool,
+    }
+
+    impl Digits {
+        pub(crate) fn of(v: &str) -> Digits {
+            let mut out = Digits {
+                d: [0; 64],
+                n: 0,
+                seps: ['\0'; 128],
+                m: 0,
+                overflow: false,
+            };
+            for c in v.chars() {
+                match digit_value(c) {
+                    Some(x) if out.n < out.d.len() => {
+                        out.d[out.n] = x as u8;
+                        out.n += 1;
+                    }
+                    None if out.m < out.seps.len() => {
+                        out.seps[out.m] = normal_sep(c);
+                        out.m += 1;
+                    }
+                    _ => out.overflow = true,
+                }
+            }
+            out
+        }
+
+        fn digits(&self) -> &[u8] {
+            &self.d[..self.n]
+        }
+
+        fn seps(&self) -> &[char] {
+            &self.seps[..self.m]
+        }
+
+        /// The separators other than zero-width characters.
+        fn visible(&self) -> impl Iterator<Item = char> + '_ {
+            self.seps().iter().copied().filter(|c| !is_zero_width(*c))
+        }
+
+        /// Whether every visible separator is the same.
+        fn one_separator_kind(&self) -> bool {
+            let mut v = self.visible();
+            match v.next() {
+                None => true,
+                Some(first) => v.all(|c| c == first),
             }
         }
-        (d, seps)
     }
 
     /// A separator folded to its ASCII kind: Unicode hyphens, dashes and
@@ -1196,15 +1400,12 @@ pub(crate) mod validators {
     /// Payment card: 13–19 digits, one kind of separator (or none, zero-width
     /// characters aside), a known issuer prefix with a length it issues, Luhn.
     pub(crate) fn card(v: &str) -> bool {
-        let (d, seps) = digits_and_seps(v);
-        if !(13..=19).contains(&d.len()) {
+        let dig = Digits::of(v);
+        let d = dig.digits();
+        if dig.overflow || !(13..=19).contains(&d.len()) || !dig.one_separator_kind() {
             return false;
         }
-        let visible: Vec<char> = seps.into_iter().filter(|c| !is_zero_width(*c)).collect();
-        if visible.windows(2).any(|w| w[0] != w[1]) {
-            return false;
-        }
-        issuer_ok(&d) && luhn(&d)
+        issuer_ok(d) && luhn(d)
     }
 
     fn prefix_num(d: &[u8], n: usize) -> u32 {
@@ -1241,11 +1442,20 @@ pub(crate) mod validators {
 
     /// Digits grouped 3-2-4 (or 9 in a row), the shape of an SSN.
     pub(crate) fn ssn_shaped(v: &str) -> bool {
-        let groups: Vec<usize> = v
-            .split(|c: char| digit_value(c).is_none() && !is_zero_width(c))
-            .map(|g| g.chars().filter(|c| digit_value(*c).is_some()).count())
-            .collect();
-        groups == [3, 2, 4] || groups == [9]
+        // Digit counts of the groups between visible separators.
+        let mut groups = [0usize; 3];
+        let mut g = 0;
+        for c in v.chars() {
+            if digit_value(c).is_some() {
+                groups[g] += 1;
+            } else if !is_zero_width(c) {
+                g += 1;
+                if g == groups.len() {
+                    return false;
+                }
+            }
+        }
+        (g == 2 && groups == [3, 2, 4]) || (g == 0 && groups[0] == 9)
     }
 
     /// SSN verdict.
@@ -1261,17 +1471,18 @@ pub(crate) mod validators {
     /// and the advertising range 987-65-4320…4329) and values written without
     /// separators are masked only with SSN context nearby.
     pub(crate) fn ssn(v: &str) -> Ssn {
-        let (d, seps) = digits_and_seps(v);
-        if d.len() != 9 {
+        let dig = Digits::of(v);
+        let d = dig.digits();
+        if dig.overflow || d.len() != 9 {
             return Ssn::Invalid;
         }
-        let visible: Vec<char> = seps.into_iter().filter(|c| !is_zero_width(*c)).collect();
-        let separated = match visible.as_slice() {
-            [] => false,
-            [a, b] if a == b && (*a == '-' || *a == ' ') => true,
+        let mut visible = dig.visible();
+        let separated = match (visible.next(), visible.next(), visible.next()) {
+            (None, _, _) => false,
+            (Some(a), Some(b), None) if a == b && (a == '-' || a == ' ') => true,
             _ => return Ssn::Invalid,
         };
-        let area = prefix_num(&d, 3);
+        let area = prefix_num(d, 3);
         let group = d[3] as u32 * 10 + d[4] as u32;
         let serial = prefix_num(&d[5..], 4);
         if area == 0 || area == 666 || group == 0 || serial == 0 {
@@ -1288,14 +1499,15 @@ pub(crate) mod validators {
     /// country per libphonenumber (`+` form) or for one of the default
     /// regions (national form).
     pub(crate) fn phone(v: &str) -> bool {
-        let (d, seps) = digits_and_seps(v);
-        if !(7..=15).contains(&d.len()) {
+        let dig = Digits::of(v);
+        let n = dig.digits().len();
+        if dig.overflow || !(7..=15).contains(&n) {
             return false;
         }
         let intl = v.starts_with('+') || v.starts_with("(+");
         // National numbers (with trunk prefix or area code) have 9 digits or
         // more in every default region; shorter runs are dates, times, ids.
-        if !intl && (d.len() < 9 || seps.iter().all(|c| is_zero_width(*c))) {
+        if !intl && (n < 9 || dig.visible().next().is_none()) {
             return false;
         }
         // Normalise to ASCII for the parser.
@@ -1581,5 +1793,113 @@ pub(crate) mod validators {
                 -p * p.log2()
             })
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod fast_tests {
+    //! The hand-written matchers of [`fast`] against the regexes they stand
+    //! for, on random text over digits, ASCII and Unicode separators,
+    //! zero-width characters, non-ASCII digits and the bytes that start other
+    //! values.
+    use super::*;
+    use proptest::prelude::*;
+
+    const ALPHABET: &[char] = &[
+        '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '0', '4', '1', ' ', ' ', '-', '.', '.',
+        'a', 'F', ':', '@', '_', '+', '(', ')', ',', '\u{200B}', '\u{2009}', '\u{FF0D}', '٣', '５',
+    ];
+
+    fn text() -> impl Strategy<Value = String> {
+        proptest::collection::vec(proptest::sample::select(ALPHABET), 0..48)
+            .prop_map(|v| v.into_iter().collect())
+    }
+
+    fn detector() -> &'static Detector {
+        static D: std::sync::OnceLock<Detector> = std::sync::OnceLock::new();
+        D.get_or_init(|| Detector::new(None, &[]).expect("built-in patterns"))
+    }
+
+    fn regex_end(kind: Kind, text: &str, s: usize, end: usize) -> Option<usize> {
+        let d = detector();
+        let pat = d.pats.iter().find(|p| p.kind == kind).expect("built-in");
+        let inp = Input::new(text).span(s..end).anchored(Anchored::Yes);
+        pat.anchored.search(&inp).map(|m| m.end())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn matchers_agree_with_the_regexes(t in text(), cut in 0usize..48) {
+            // `end` < len: text that is still arriving (the stream's span).
+            let mut end = t.len().saturating_sub(cut % 4);
+            while !t.is_char_boundary(end) {
+                end += 1;
+            }
+            let hay = &t.as_bytes()[..end];
+            for s in (0..end).filter(|&s| t.is_char_boundary(s)) {
+                for (kind, quick) in [
+                    (Kind::Card, fast::card(hay, s)),
+                    (Kind::Ssn, fast::ssn(hay, s)),
+                    (Kind::Ipv4, fast::ipv4(hay, s)),
+                ] {
+                    let want = regex_end(kind, &t, s, end);
+                    match quick {
+                        fast::Match::End(e) => prop_assert_eq!(Some(e), want, "{:?} {:?} at {}", kind, t, s),
+                        fast::Match::None => prop_assert_eq!(None, want, "{:?} {:?} at {}", kind, t, s),
+                        fast::Match::Ask => {}
+                    }
+                }
+                if fast::digit_family_only(hay, s) {
+                    let d = detector();
+                    let mut set = PatternSet::new(d.pats.len());
+                    let inp = Input::new(&t).span(s..end).anchored(Anchored::Yes);
+                    d.start_set.which_overlapping_matches(&inp, &mut set);
+                    let got: Vec<usize> = set.iter().map(|p| p.as_usize()).collect();
+                    prop_assert_eq!(got, d.digit_family_pids.to_vec(), "{:?} at {}", t, s);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matchers_decide_plain_ascii_values() {
+        // On plain ASCII digits and separators the regex is never needed.
+        for (text, card, ssn, ip) in [
+            ("4111 1111 1111 1111", Some(19), None, None),
+            ("4111-1111-1111-1111-", Some(19), None, None),
+            ("078-05-1120", None, Some(11), None),
+            ("078 05 1120 9", None, Some(11), None),
+            ("10.0.12.255", None, None, Some(11)),
+            ("1000.1.1.1", None, None, None),
+        ] {
+            let hay = text.as_bytes();
+            let end = |m: fast::Match| match m {
+                fast::Match::End(e) => Some(e),
+                fast::Match::None => None,
+                fast::Match::Ask => panic!("{text}: asked the regex"),
+            };
+            assert_eq!(end(fast::card(hay, 0)), card, "{text}");
+            assert_eq!(end(fast::ssn(hay, 0)), ssn, "{text}");
+            assert_eq!(end(fast::ipv4(hay, 0)), ip, "{text}");
+            let ended = format!("{text}, then prose");
+            assert!(fast::digit_family_only(ended.as_bytes(), 0), "{text}");
+        }
+        // A zero-width character or a non-ASCII separator leaves it to the regex.
+        assert_eq!(
+            fast::card("4111\u{200B}1111 1111 1111".as_bytes(), 0),
+            fast::Match::Ask
+        );
+        assert_eq!(
+            fast::ssn("078\u{2009}05\u{2009}1120".as_bytes(), 0),
+            fast::Match::Ask
+        );
+        // Where the run of name characters may still grow, the start-set
+        // search decides.
+        assert!(!fast::digit_family_only(b"078-05-1120", 0));
+        assert!(!fast::digit_family_only(b"12345@example.com", 0));
+        assert!(!fast::digit_family_only(b"2001:db8::1", 0));
+        assert!(!fast::digit_family_only(b"1password=hunter2hunter2", 0));
     }
 }

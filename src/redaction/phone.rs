@@ -39,7 +39,7 @@
 //! metadata's examples, written in national and international forms.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::OnceLock;
 
 use phonenumber::PhoneNumber;
 use phonenumber::country::Id;
@@ -230,62 +230,134 @@ impl Region {
     }
 }
 
-/// Compiled regions, keyed by the address of their metadata in the crate's
-/// static database (several non-geographic entries share the id `001`).
-fn region(meta: &'static Metadata) -> Option<Arc<Region>> {
-    static REGIONS: OnceLock<RwLock<HashMap<usize, Option<Arc<Region>>>>> = OnceLock::new();
-    let map = REGIONS.get_or_init(|| RwLock::new(HashMap::new()));
-    let key = meta as *const Metadata as usize;
-    if let Ok(m) = map.read()
-        && let Some(r) = m.get(&key)
-    {
-        return r.clone();
+/// Identity hash for metadata addresses (already unique; no SipHash on
+/// every lookup).
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl std::hash::Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
     }
-    let built = Region::new(meta).map(Arc::new);
-    if let Ok(mut m) = map.write() {
-        m.entry(key).or_insert_with(|| built.clone());
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
     }
-    built
+    fn write_usize(&mut self, n: usize) {
+        // Metadata entries are far more than 16 bytes apart.
+        self.0 = (n as u64) >> 4;
+    }
+}
+
+type RegionMap =
+    HashMap<usize, OnceLock<Option<Region>>, std::hash::BuildHasherDefault<AddressHasher>>;
+
+/// Every metadata entry of the crate's static database (each calling code's,
+/// so the non-geographic entries sharing the id `001` are all there), keyed
+/// by address, each compiled on first use.
+fn regions() -> &'static RegionMap {
+    static REGIONS: OnceLock<RegionMap> = OnceLock::new();
+    REGIONS.get_or_init(|| {
+        let mut map = RegionMap::default();
+        let by_code = (1..=999u16).filter_map(|c| DATABASE.by_code(&c)).flatten();
+        for meta in DATABASE.iter().chain(by_code) {
+            map.entry(meta as *const Metadata as usize)
+                .or_insert_with(OnceLock::new);
+        }
+        map
+    })
+}
+
+/// The compiled form of one metadata entry of the static database.
+fn region(meta: &'static Metadata) -> Option<&'static Region> {
+    let cell = regions().get(&(meta as *const Metadata as usize))?;
+    cell.get_or_init(|| Region::new(meta)).as_ref()
+}
+
+/// The regions of one calling code, as the crate's `source_for` reads
+/// them: one (a non-geographic `001` entry, or a region), or several in the
+/// database's order.
+enum CodeRegions {
+    One(Option<&'static Metadata>),
+    Several(Vec<&'static Metadata>),
+}
+
+/// [`CodeRegions`] of every calling code, looked up once.
+fn code_regions(code: u16) -> Option<&'static CodeRegions> {
+    static CODES: OnceLock<HashMap<u16, CodeRegions>> = OnceLock::new();
+    CODES
+        .get_or_init(|| {
+            let mut map = HashMap::new();
+            for code in 1..=999u16 {
+                let Some(ids) = DATABASE.region(&code) else {
+                    continue;
+                };
+                let entry = if ids.len() == 1 {
+                    CodeRegions::One(if ids[0] == "001" {
+                        DATABASE.by_code(&code).and_then(|m| m.into_iter().next())
+                    } else if ids[0].parse::<Id>().is_ok() {
+                        DATABASE.by_id(ids[0])
+                    } else {
+                        None
+                    })
+                } else {
+                    CodeRegions::Several(ids.iter().filter_map(|id| DATABASE.by_id(*id)).collect())
+                };
+                map.insert(code, entry);
+            }
+            map
+        })
+        .get(&code)
+}
+
+/// Whether the database has metadata for a calling code (the crate's
+/// `by_code(code).is_some()`).
+fn known_code(code: u16) -> bool {
+    static KNOWN: OnceLock<Vec<bool>> = OnceLock::new();
+    KNOWN
+        .get_or_init(|| {
+            (0..1000u16)
+                .map(|c| DATABASE.by_code(&c).is_some())
+                .collect()
+        })
+        .get(usize::from(code))
+        .copied()
+        .unwrap_or(false)
 }
 
 /// The crate's `validator::source_for`: the metadata for a calling code and
-/// national number. `Err(())`: a region could not be compiled.
-fn source_for(code: u16, national: &str) -> Result<Option<&'static Metadata>, ()> {
-    let Some(regions) = DATABASE.region(&code) else {
-        return Ok(None);
-    };
-    if regions.len() == 1 {
-        return Ok(if regions[0] == "001" {
-            DATABASE.by_code(&code).and_then(|m| m.into_iter().next())
-        } else if regions[0].parse::<Id>().is_ok() {
-            DATABASE.by_id(regions[0])
-        } else {
-            None
-        });
-    }
-    for id in regions {
-        let Some(m) = DATABASE.by_id(id) else {
-            continue;
-        };
-        let r = region(m).ok_or(())?;
-        let hit = match r.leading_match(national) {
-            Some(hit) => hit,
-            None => r.has_type(national),
-        };
-        if hit {
-            return Ok(Some(m));
+/// national number, and whether choosing it already showed that a number
+/// type matches. `Err(())`: a region could not be compiled.
+fn source_for(code: u16, national: &str) -> Result<Option<(&'static Metadata, bool)>, ()> {
+    match code_regions(code) {
+        None => Ok(None),
+        Some(CodeRegions::One(m)) => Ok(m.map(|m| (m, false))),
+        Some(CodeRegions::Several(metas)) => {
+            for &m in metas {
+                let r = region(m).ok_or(())?;
+                match r.leading_match(national) {
+                    Some(true) => return Ok(Some((m, false))),
+                    Some(false) => {}
+                    None => {
+                        if r.has_type(national) {
+                            return Ok(Some((m, true)));
+                        }
+                    }
+                }
+            }
+            Ok(None)
         }
     }
-    Ok(None)
 }
 
 /// Whether a national significant number is valid for a calling code,
 /// with the same verdict as `phonenumber::is_valid`.
 pub(crate) fn valid(code: u16, national: &str) -> bool {
     match source_for(code, national) {
-        Ok(Some(meta)) => region(meta).is_some_and(|r| r.has_type(national)),
-        Ok(None) => false,
-        Err(()) => false,
+        Ok(Some((_, true))) => true,
+        Ok(Some((meta, false))) => region(meta).is_some_and(|r| r.has_type(national)),
+        Ok(None) | Err(()) => false,
     }
 }
 
@@ -375,7 +447,7 @@ pub(crate) fn parse(country: Option<Id>, text: &str) -> Parsed {
     if !viable {
         return Parsed::Invalid;
     }
-    let home: Option<(&'static Metadata, Arc<Region>)> = match country {
+    let home: Option<(&'static Metadata, &'static Region)> = match country {
         Some(id) => {
             let Some(meta) = DATABASE.by_id(id.as_ref()) else {
                 return Parsed::Unsupported;
@@ -436,7 +508,7 @@ pub(crate) fn parse(country: Option<Id>, text: &str) -> Parsed {
         }
         match &prefix {
             Some(p) => match p.parse::<u16>() {
-                Ok(c) if DATABASE.by_code(&c).is_some() => {}
+                Ok(c) if known_code(c) => {}
                 _ => return Parsed::Invalid,
             },
             None => {
@@ -445,7 +517,7 @@ pub(crate) fn parse(country: Option<Id>, text: &str) -> Parsed {
                 }
                 let found = (1..=3).find_map(|len| {
                     let c = national[..len].parse::<u16>().ok()?;
-                    DATABASE.by_code(&c).map(|_| (len, c))
+                    known_code(c).then_some((len, c))
                 });
                 let Some((len, c)) = found else {
                     return Parsed::Invalid;
@@ -463,7 +535,7 @@ pub(crate) fn parse(country: Option<Id>, text: &str) -> Parsed {
     let meta = match &home {
         Some((m, _)) => Some(*m),
         None => match source_for(code, national.trim_start_matches('0')) {
-            Ok(m) => m,
+            Ok(m) => m.map(|(m, _)| m),
             Err(()) => return Parsed::Unsupported,
         },
     };
