@@ -51,9 +51,22 @@ fn stream(c: &mut Criterion) {
     let r = Redactor::new();
     let mut g = c.benchmark_group("stream_20_byte_deltas");
     g.sample_size(10);
+    // A value that stays incomplete for 48 KiB (a PEM private key block,
+    // held back until its END line): the cost of holding back.
+    let mut pem = String::from("key follows -----BEGIN PRIVATE KEY-----\n");
+    let mut rng = corpus::Rng::new(6);
+    while pem.len() < 48 << 10 {
+        for _ in 0..64 {
+            let set = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            pem.push(char::from(set[rng.below(64) as usize]));
+        }
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY----- done");
     for (name, text) in [
         ("numeric_prose", corpus::numeric_prose(4, 64 << 10)),
         ("pii_dense", corpus::dense(5, 64 << 10).0),
+        ("held_48_kib_pem", pem),
     ] {
         let mut deltas = Vec::new();
         let mut at = 0;

@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 
+use regex_automata::hybrid::LazyStateID;
 use regex_automata::hybrid::dfa::{Cache as DfaCache, DFA};
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind, PatternSet, meta};
@@ -298,6 +299,23 @@ pub(crate) struct Detector {
     has_custom: bool,
 }
 
+/// Where the liveness run of the last partial scan stopped: the start it
+/// found alive, the automaton state after `upto` bytes of text, and the
+/// cache's clear count then (a cleared cache invalidates the state).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LiveMemo {
+    pub(crate) start: usize,
+    state: LazyStateID,
+    pub(crate) upto: usize,
+    clears: usize,
+}
+
+enum Live {
+    Alive(LazyStateID),
+    Dead,
+    Unknown,
+}
+
 /// What a partial scan decided.
 pub(crate) struct Partial {
     /// Values found, starting at or after the scan start.
@@ -464,7 +482,8 @@ impl Detector {
     }
 
     /// Scans `text[from..]` knowing more text may follow (unless `last`).
-    /// `text[..from]` is context only (already decided).
+    /// `text[..from]` is context only (already decided). `memo` carries the
+    /// liveness run of the previous call on the same growing text.
     pub(crate) fn detect_partial(
         &self,
         text: &str,
@@ -472,54 +491,106 @@ impl Detector {
         last: bool,
         json: bool,
         cache: &mut DfaCache,
+        memo: &mut Option<LiveMemo>,
     ) -> Partial {
         let mut spans = Vec::new();
         if last {
+            *memo = None;
             self.scan(text, from, text.len(), text.len(), true, json, &mut spans);
             return Partial {
                 spans,
                 decided: text.len(),
             };
         }
-        let hold = self.hold_point(text, from, cache);
+        let hold = self.hold_point(text, from, cache, memo);
         let decided = self.scan(text, from, hold, text.len(), false, json, &mut spans);
         Partial { spans, decided }
     }
 
     /// The first char boundary `s ≥ from` where a match could start and
     /// still be growing at the end of `text` (`text.len()` if none).
-    fn hold_point(&self, text: &str, from: usize, cache: &mut DfaCache) -> usize {
+    ///
+    /// Starts found dead stay dead, and the run from the start found alive
+    /// last time is resumed where it stopped (`memo`), so text held back
+    /// while it grows is not read again on every push (which made holding
+    /// quadratic in the held length).
+    fn hold_point(
+        &self,
+        text: &str,
+        from: usize,
+        cache: &mut DfaCache,
+        memo: &mut Option<LiveMemo>,
+    ) -> usize {
         let hay = text.as_bytes();
         let mut s = from;
+        if let Some(m) = memo.take()
+            && m.start >= from
+            && m.upto <= hay.len()
+            && m.clears == cache.clear_count()
+        {
+            // Every start in [from, m.start) was dead last time.
+            match self.run_live(hay, m.state, m.upto, cache) {
+                Live::Alive(state) => {
+                    *memo = Some(LiveMemo {
+                        start: m.start,
+                        state,
+                        upto: hay.len(),
+                        clears: cache.clear_count(),
+                    });
+                    return m.start;
+                }
+                Live::Unknown => return m.start,
+                Live::Dead => s = m.start + 1,
+            }
+        }
         while s < hay.len() {
-            if text.is_char_boundary(s) && self.alive_from(hay, s, cache) {
-                return s;
+            if text.is_char_boundary(s) {
+                let input = Input::new(hay).span(s..hay.len()).anchored(Anchored::Yes);
+                let Ok(start) = self.live.start_state_forward(cache, &input) else {
+                    return s;
+                };
+                match self.run_live(hay, start, s, cache) {
+                    Live::Alive(state) => {
+                        *memo = Some(LiveMemo {
+                            start: s,
+                            state,
+                            upto: hay.len(),
+                            clears: cache.clear_count(),
+                        });
+                        return s;
+                    }
+                    Live::Unknown => return s,
+                    Live::Dead => {}
+                }
             }
             s += 1;
         }
         hay.len()
     }
 
-    /// Whether an anchored run of the all-patterns automaton from `s` is still
-    /// alive after the last byte (errors count as alive: hold, fail safe).
-    fn alive_from(&self, hay: &[u8], s: usize, cache: &mut DfaCache) -> bool {
-        let input = Input::new(hay).span(s..hay.len()).anchored(Anchored::Yes);
-        let Ok(mut sid) = self.live.start_state_forward(cache, &input) else {
-            return true;
-        };
-        for &b in &hay[s..] {
-            match self.live.next_state(cache, sid, b) {
-                Ok(next) => sid = next,
-                Err(_) => return true,
+    /// Runs the all-patterns automaton from `state` over `hay[at..]`.
+    /// Errors (a gave-up cache, a quit byte) count as alive, without a
+    /// state to resume: hold, fail safe.
+    fn run_live(
+        &self,
+        hay: &[u8],
+        mut state: LazyStateID,
+        at: usize,
+        cache: &mut DfaCache,
+    ) -> Live {
+        for &b in &hay[at..] {
+            match self.live.next_state(cache, state, b) {
+                Ok(next) => state = next,
+                Err(_) => return Live::Unknown,
             }
-            if sid.is_dead() {
-                return false;
+            if state.is_dead() {
+                return Live::Dead;
             }
-            if sid.is_quit() {
-                return true;
+            if state.is_quit() {
+                return Live::Unknown;
             }
         }
-        true
+        Live::Alive(state)
     }
 
     /// Runs the search over starts in `[from, until)`; every match found there

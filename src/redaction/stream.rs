@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use regex_automata::hybrid::dfa::Cache as DfaCache;
 
-use super::detect::CONTEXT_BYTES;
+use super::detect::{CONTEXT_BYTES, LiveMemo};
 use super::{RedactionError, Redactor};
 
 /// Default for [`RedactorBuilder::max_hold_bytes`](super::RedactorBuilder::max_hold_bytes):
@@ -49,6 +49,8 @@ pub struct StreamRedactor {
     held: usize,
     findings: BTreeMap<String, u64>,
     json: bool,
+    /// Where the liveness run stopped last time (offsets in `hay`).
+    memo: Option<LiveMemo>,
 }
 
 impl Drop for StreamRedactor {
@@ -98,6 +100,7 @@ impl StreamRedactor {
             held: 0,
             findings: BTreeMap::new(),
             json,
+            memo: None,
         }
     }
 
@@ -133,7 +136,7 @@ impl StreamRedactor {
     fn advance(&mut self, last: bool) -> Result<String, RedactionError> {
         let det = &self.redactor.detector;
         let cache = self.cache.get_or_insert_with(|| det.cache());
-        let p = det.detect_partial(&self.hay, self.held, last, self.json, cache);
+        let p = det.detect_partial(&self.hay, self.held, last, self.json, cache, &mut self.memo);
         let decided = p.decided.max(self.held);
         let mut out = String::new();
         let mut at = self.held;
@@ -165,6 +168,11 @@ impl StreamRedactor {
             }
             self.hay.drain(..cut);
             self.held -= cut;
+            if let Some(m) = &mut self.memo {
+                // The memo's start is held, so after the cut.
+                m.start -= cut;
+                m.upto -= cut;
+            }
         }
         if self.held_bytes() > self.redactor.max_hold {
             return Err(RedactionError::HoldOverflow(self.redactor.max_hold));

@@ -1020,3 +1020,39 @@ fn findings_are_counted_in_metrics() {
     assert_eq!(counts.get("US_SSN"), Some(&2));
     assert_eq!(counts.get("CREDIT_CARD"), Some(&1));
 }
+
+/// A value held back while it grows (a PEM block, then an e-mail local part
+/// that turns out not to be one) resumes its liveness run across pushes: the
+/// streamed output still equals the whole-text output, nothing of the key is
+/// emitted before its mask, and what follows is released.
+#[test]
+fn held_values_resume_across_pushes() {
+    let r = Redactor::new();
+    let body: String = (0..200)
+        .map(|i| format!("{:064}\n", i * 7919).replace('0', "Ab"))
+        .collect();
+    let text = format!(
+        "key -----BEGIN PRIVATE KEY-----\n{body}-----END PRIVATE KEY----- then dana{} done and mail dana@example.com",
+        "x".repeat(3000)
+    );
+    let whole = r.redact_text(&text).text;
+    assert!(whole.contains("[REDACTED:PRIVATE_KEY]") && !whole.contains("BEGIN"));
+    assert!(whole.contains("[REDACTED:EMAIL_ADDRESS]"));
+    for step in [1usize, 7, 64, 1000] {
+        let mut s = r.stream();
+        let mut out = String::new();
+        let mut at = 0;
+        while at < text.len() {
+            let end = (at + step).min(text.len());
+            let emitted = s.push(&text[at..end]).unwrap();
+            assert!(
+                !emitted.contains("Ab"),
+                "key text emitted early (step {step})"
+            );
+            out.push_str(&emitted);
+            at = end;
+        }
+        out.push_str(&s.finish().unwrap());
+        assert_eq!(out, whole, "step {step}");
+    }
+}
