@@ -164,8 +164,11 @@ fn builtin_patterns() -> Vec<(Kind, &'static str, String)> {
         (
             Kind::Email,
             EMAIL_ADDRESS,
+            // The local part is bounded as the validator bounds it (64
+            // characters): a long run of letters is then not held back, nor
+            // read again, from each of its positions.
             format!(
-                r"[\p{{L}}\p{{N}}\p{{M}}._%+\-\u{{FF0E}}{ZW}]+[@\u{{FF20}}\u{{FE6B}}][\p{{L}}\p{{N}}\p{{M}}\-{ZW}]+(?:[.\u{{FF0E}}\u{{3002}}][\p{{L}}\p{{N}}\p{{M}}\-{ZW}]+)+"
+                r"[\p{{L}}\p{{N}}\p{{M}}._%+\-\u{{FF0E}}{ZW}]{{1,64}}[@\u{{FF20}}\u{{FE6B}}][\p{{L}}\p{{N}}\p{{M}}\-{ZW}]+(?:[.\u{{FF0E}}\u{{3002}}][\p{{L}}\p{{N}}\p{{M}}\-{ZW}]+)+"
             ),
         ),
         (

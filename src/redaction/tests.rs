@@ -388,9 +388,22 @@ fn configuration_errors_are_clear() {
 #[test]
 fn hold_back_is_bounded() {
     let r = Redactor::builder().max_hold_bytes(1024).build().unwrap();
+    // A private key block that never ends stays held until the cap.
     let mut s = r.stream();
+    assert_eq!(s.push("key: -----BEGIN PRIVATE KEY-----\n").unwrap(), "key: ");
     let err = (0..100).find_map(|_| s.push(&"a".repeat(64)).err());
     assert_eq!(err, Some(RedactionError::HoldOverflow(1024)));
+    // A run of letters is held only while it could still be an e-mail
+    // local part (64 characters) or the name before a secret keyword (64
+    // characters, then e.g. `auth`).
+    let mut s = r.stream();
+    let mut out = String::new();
+    for _ in 0..100 {
+        out.push_str(&s.push(&"a".repeat(64)).unwrap());
+    }
+    assert!(s.held_bytes() <= 64 + 16, "{}", s.held_bytes());
+    out.push_str(&s.finish().unwrap());
+    assert_eq!(out, "a".repeat(6400));
     // Ordinary prose is released word by word.
     let mut s = r.stream();
     let out = s.push("hello there general kenobi").unwrap();
