@@ -69,7 +69,10 @@ fn stream(c: &mut Criterion) {
         ("held_48_kib_pem", pem),
         // 48 KiB of letters without a break, then a space: every position
         // could start an e-mail local part until the run ends.
-        ("letter_run_48_kib", format!("{} end", "ab".repeat(24 << 10))),
+        (
+            "letter_run_48_kib",
+            format!("{} end", "ab".repeat(24 << 10)),
+        ),
     ] {
         let mut deltas = Vec::new();
         let mut at = 0;

@@ -198,7 +198,9 @@ fn builtin_patterns() -> Vec<(Kind, &'static str, String)> {
         (
             Kind::Generic,
             GENERIC_SECRET,
-            r#"[A-Za-z0-9_.\-]{0,64}(?i:api[_\-]?key|secret|token|passw(?:or)?d|pwd|auth|credential|access[_\-]?key|private[_\-]?key)[A-Za-z0-9_.\-]{0,64}["']?[ \t]*(?::|=|:=|=>)[ \t]*["']?[A-Za-z0-9_\-+/=.~]{16,4096}"#.into(),
+            // Quotes may be escaped (`api_key=\"…\"` inside a JSON string,
+            // as streamed tool input arrives).
+            r#"[A-Za-z0-9_.\-]{0,64}(?i:api[_\-]?key|secret|token|passw(?:or)?d|pwd|auth|credential|access[_\-]?key|private[_\-]?key)[A-Za-z0-9_.\-]{0,64}(?:\\?["'])?[ \t]*(?::|=|:=|=>)[ \t]*(?:\\?["'])?[A-Za-z0-9_\-+/=.~]{16,4096}"#.into(),
         ),
     ]
 }
@@ -1837,8 +1839,9 @@ pub(crate) mod validators {
     pub(crate) fn assignment_value(v: &str) -> Option<usize> {
         let sep = v.find([':', '='])?;
         let rest = &v[sep..];
-        let off =
-            sep + rest.find(|c: char| !matches!(c, ':' | '=' | '>' | ' ' | '\t' | '"' | '\''))?;
+        let off = sep
+            + rest
+                .find(|c: char| !matches!(c, ':' | '=' | '>' | ' ' | '\t' | '"' | '\'' | '\\'))?;
         let value = &v[off..];
         let upper = value.to_ascii_uppercase();
         if upper.contains("REDACTED") || upper.contains("EXAMPLE") || upper.contains("XXXX") {

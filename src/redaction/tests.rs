@@ -390,7 +390,10 @@ fn hold_back_is_bounded() {
     let r = Redactor::builder().max_hold_bytes(1024).build().unwrap();
     // A private key block that never ends stays held until the cap.
     let mut s = r.stream();
-    assert_eq!(s.push("key: -----BEGIN PRIVATE KEY-----\n").unwrap(), "key: ");
+    assert_eq!(
+        s.push("key: -----BEGIN PRIVATE KEY-----\n").unwrap(),
+        "key: "
+    );
     let err = (0..100).find_map(|_| s.push(&"a".repeat(64)).err());
     assert_eq!(err, Some(RedactionError::HoldOverflow(1024)));
     // A run of letters is held only while it could still be an e-mail
@@ -1068,4 +1071,31 @@ fn held_values_resume_across_pushes() {
         out.push_str(&s.finish().unwrap());
         assert_eq!(out, whole, "step {step}");
     }
+}
+
+/// Streamed tool input is JSON text: a secret assignment inside a string
+/// has escaped quotes (`api_key=\"…\"`, `{\"password\": \"…\"}`). The value
+/// is masked in the stream as in the whole text, and the JSON stays valid.
+#[test]
+fn escaped_quotes_do_not_hide_assignments_in_streamed_tool_input() {
+    let r = Redactor::new();
+    let value = "Zq8wLm3Np7Rt2Vx9Ks4H";
+    for json in [
+        format!(r#"{{"content": "export API_KEY=\"{value}\"\nrun"}}"#),
+        format!(r#"{{"config": "{{\"password\": \"{value}\"}}"}}"#),
+    ] {
+        let whole = r.redact_json_text(&json).text;
+        assert!(!whole.contains(value), "{whole}");
+        assert!(whole.contains("[REDACTED:GENERIC_SECRET]"), "{whole}");
+        serde_json::from_str::<serde_json::Value>(&whole).expect("still JSON");
+        let pieces: Vec<&str> = json
+            .as_bytes()
+            .chunks(3)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        assert_eq!(streamed(&r, &pieces, true), whole);
+    }
+    // Plain text written the same way (a shell line in a text block).
+    let text = format!(r#"set TOKEN=\"{value}\" first"#);
+    assert!(!r.redact_text(&text).text.contains(value));
 }
