@@ -116,6 +116,13 @@ const SEARCH_CACHE_BYTES: usize = 4 << 20;
 /// at most the automaton's cache capacity, 8 MiB).
 const IDLE_CACHES: usize = 8;
 
+/// The e-mail pattern with `local` as the repetition of its local part.
+fn email_pattern(local: &str) -> String {
+    format!(
+        r"[\p{{L}}\p{{N}}\p{{M}}._%+\-\u{{FF0E}}{ZW}]{local}[@\u{{FF20}}\u{{FE6B}}][\p{{L}}\p{{N}}\p{{M}}\-{ZW}]+(?:[.\u{{FF0E}}\u{{3002}}][\p{{L}}\p{{N}}\p{{M}}\-{ZW}]+)+"
+    )
+}
+
 /// The built-in patterns in priority order (kind, entity type, pattern).
 fn builtin_patterns() -> Vec<(Kind, &'static str, String)> {
     use entity::*;
@@ -161,16 +168,7 @@ fn builtin_patterns() -> Vec<(Kind, &'static str, String)> {
             URL_CREDENTIALS,
             r#"[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s/@:"'<>\\]{1,128}:[^\s/@"'<>\\]{1,256}@"#.into(),
         ),
-        (
-            Kind::Email,
-            EMAIL_ADDRESS,
-            // The local part is bounded as the validator bounds it (64
-            // characters): a long run of letters is then not held back, nor
-            // read again, from each of its positions.
-            format!(
-                r"[\p{{L}}\p{{N}}\p{{M}}._%+\-\u{{FF0E}}{ZW}]{{1,64}}[@\u{{FF20}}\u{{FE6B}}][\p{{L}}\p{{N}}\p{{M}}\-{ZW}]+(?:[.\u{{FF0E}}\u{{3002}}][\p{{L}}\p{{N}}\p{{M}}\-{ZW}]+)+"
-            ),
-        ),
+        (Kind::Email, EMAIL_ADDRESS, email_pattern("+")),
         (
             Kind::Iban,
             IBAN_CODE,
@@ -367,7 +365,22 @@ impl Detector {
                 c.pattern.clone(),
             ));
         }
-        let sources: Vec<&str> = list.iter().map(|(_, _, p)| p.as_str()).collect();
+        // The liveness automaton bounds the e-mail local part as the
+        // validator does (64 characters): a long run of letters is then not
+        // held back, nor read again, from each of its positions. (The search
+        // pattern stays unbounded: counted Unicode classes make its anchored
+        // search slower, and the validator rejects longer local parts.)
+        let live_email = email_pattern("{1,64}");
+        let live_sources: Vec<&str> = list
+            .iter()
+            .map(|(k, _, p)| {
+                if *k == Kind::Email {
+                    live_email.as_str()
+                } else {
+                    p.as_str()
+                }
+            })
+            .collect();
         let mut start_sources = builtin_starts();
         debug_assert_eq!(start_sources.len(), builtin_patterns().len());
         start_sources.extend(custom.iter().map(|c| c.pattern.clone()));
@@ -395,7 +408,7 @@ impl Detector {
                     .cache_capacity(8 << 20)
                     .minimum_cache_clear_count(None),
             )
-            .build_many(&sources)
+            .build_many(&live_sources)
             .map_err(|e| RedactionError::Config(format!("detector automaton: {e}")))?;
         let mut pats = Vec::with_capacity(list.len());
         let mut enabled_flags = Vec::with_capacity(list.len());
