@@ -1608,26 +1608,12 @@ pub(crate) mod validators {
                 None => norm.push(normal_sep(c)),
             }
         }
-        use phonenumber::country::Id;
         if intl {
             return phone_valid(None, &norm);
         }
-        [
-            Id::US,
-            Id::GB,
-            Id::DE,
-            Id::FR,
-            Id::IN,
-            Id::AU,
-            Id::CA,
-            Id::ES,
-            Id::IT,
-            Id::NL,
-            Id::JP,
-            Id::BR,
-        ]
-        .into_iter()
-        .any(|r| phone_valid(Some(r), &norm))
+        crate::redaction::phone::DEFAULT_REGIONS
+            .into_iter()
+            .any(|r| phone_valid(Some(r), &norm))
     }
 
     /// libphonenumber's verdict on `text` read in `region` (`None`:

@@ -47,6 +47,22 @@ use phonenumber::metadata::{DATABASE, Descriptor, Metadata};
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind, PatternSet, meta};
 
+/// Regions in which a number written in national form (no `+`) is tried.
+pub(crate) const DEFAULT_REGIONS: [Id; 12] = [
+    Id::US,
+    Id::GB,
+    Id::DE,
+    Id::FR,
+    Id::IN,
+    Id::AU,
+    Id::CA,
+    Id::ES,
+    Id::IT,
+    Id::NL,
+    Id::JP,
+    Id::BR,
+];
+
 /// Shortest and longest national significant number the crate accepts.
 const MIN_NSN: usize = 2;
 const MAX_NSN: usize = 17;
@@ -660,21 +676,6 @@ mod tests {
         }
         out
     }
-
-    const DEFAULT_REGIONS: [Id; 12] = [
-        Id::US,
-        Id::GB,
-        Id::DE,
-        Id::FR,
-        Id::IN,
-        Id::AU,
-        Id::CA,
-        Id::ES,
-        Id::IT,
-        Id::NL,
-        Id::JP,
-        Id::BR,
-    ];
 
     #[test]
     fn same_parse_as_libphonenumber() {
