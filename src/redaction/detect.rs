@@ -309,8 +309,20 @@ pub(crate) struct Detector {
 pub(crate) struct LiveMemo {
     pub(crate) start: usize,
     state: LazyStateID,
-    pub(crate) upto: usize,
+    upto: usize,
     clears: usize,
+}
+
+impl LiveMemo {
+    /// The memo after `cut` bytes are dropped from the front of the text
+    /// (`None` if it pointed into them).
+    pub(crate) fn shifted(self, cut: usize) -> Option<LiveMemo> {
+        Some(LiveMemo {
+            start: self.start.checked_sub(cut)?,
+            upto: self.upto.checked_sub(cut)?,
+            ..self
+        })
+    }
 }
 
 enum Live {

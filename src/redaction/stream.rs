@@ -150,6 +150,11 @@ impl StreamRedactor {
         }
         out.push_str(&self.hay[at..decided]);
         self.held = decided;
+        // A value accepted from before the memo's start may end past it:
+        // the memo is then stale (every start before `decided` is decided).
+        if self.memo.is_some_and(|m| m.start < decided) {
+            self.memo = None;
+        }
         // Keep only the left context the detectors need.
         if self.held > TAIL_BYTES * 2 {
             let mut cut = self.held - TAIL_BYTES;
@@ -168,11 +173,8 @@ impl StreamRedactor {
             }
             self.hay.drain(..cut);
             self.held -= cut;
-            if let Some(m) = &mut self.memo {
-                // The memo's start is held, so after the cut.
-                m.start -= cut;
-                m.upto -= cut;
-            }
+            // The memo's start is held (checked above), so after the cut.
+            self.memo = self.memo.and_then(|m| m.shifted(cut));
         }
         if self.held_bytes() > self.redactor.max_hold {
             return Err(RedactionError::HoldOverflow(self.redactor.max_hold));

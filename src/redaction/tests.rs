@@ -1099,3 +1099,102 @@ fn escaped_quotes_do_not_hide_assignments_in_streamed_tool_input() {
     let text = format!(r#"set TOKEN=\"{value}\" first"#);
     assert!(!r.redact_text(&text).text.contains(value));
 }
+
+/// Pushes `text` cut at `cuts`; after each push checks that the emitted
+/// part of the input never ends strictly inside a value the whole-text scan
+/// masks. Returns the streamed output.
+fn stream_checked(r: &Redactor, text: &str, cuts: &[usize]) -> String {
+    let spans = r.detect(text);
+    let mut cuts: Vec<usize> = cuts
+        .iter()
+        .map(|&c| {
+            let mut c = c.min(text.len());
+            while !text.is_char_boundary(c) {
+                c -= 1;
+            }
+            c
+        })
+        .collect();
+    cuts.push(text.len());
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut s = r.stream();
+    let (mut out, mut at) = (String::new(), 0);
+    for c in cuts {
+        out.push_str(&s.push(&text[at..c]).unwrap());
+        at = c;
+        let consumed = c - s.held_bytes();
+        for sp in &spans {
+            assert!(
+                !(sp.start < consumed && consumed < sp.end),
+                "emitted prefix ends inside {}: {text:?}",
+                sp.entity_type
+            );
+        }
+    }
+    out.push_str(&s.finish().unwrap());
+    out
+}
+
+/// From the adversarial review of the resumed liveness run: a value
+/// accepted from before the held start and ending far past it (a long
+/// non-ASCII domain, URL password or custom pattern) left the resume point
+/// behind the emitted text — an overflow panic in debug builds, and in
+/// release builds the next value's beginning emitted before its mask.
+#[test]
+fn accepted_value_past_the_held_start_keeps_the_stream_safe() {
+    let prose = "hello there and a few more words of prose ".repeat(5);
+    let r = Redactor::new();
+    let cases = [
+        (
+            format!("{prose}mail dana@{}.com__ rest", "é".repeat(40)),
+            "__ rest",
+            2,
+        ),
+        (
+            format!("{prose}see https://u:{}@host.example/x now", "ä".repeat(40)),
+            "@host",
+            3,
+        ),
+    ];
+    for (t, at, off) in &cases {
+        let cut = t.find(at).unwrap() + off;
+        assert_eq!(
+            stream_checked(&r, t, &[cut]),
+            r.redact_text(t).text,
+            "{t:?}"
+        );
+    }
+    let t = format!(
+        "hello -----BEGIN PRIVATE KEY-----\nMIIEvAbc123+/=\nAbcDef\n-----END PRIVATE KEY-----dana@example.com{}dana@example.com",
+        "é".repeat(25)
+    );
+    assert_eq!(stream_checked(&r, &t, &[]), r.redact_text(&t).text);
+    let custom = Redactor::builder()
+        .custom_pattern(CustomPattern::new("TICKET", r"T[a-z]+@[a-z]+"))
+        .build()
+        .unwrap();
+    let t = format!("{prose}ref T{}@corp.xy rest", "a".repeat(64));
+    let cut = t.find(" rest").unwrap();
+    assert_eq!(
+        stream_checked(&custom, &t, &[cut]),
+        custom.redact_text(&t).text
+    );
+    // The next value is still held until its mask.
+    let pieces = [
+        format!("{prose}mail dana@{}.com__", "é".repeat(40)),
+        " x bob@exa".to_string(),
+        "mple.com now".to_string(),
+    ];
+    let whole = r.redact_text(&pieces.concat()).text;
+    assert!(whole.ends_with("[REDACTED:EMAIL_ADDRESS] now"));
+    let mut s = r.stream();
+    let mut out = String::new();
+    for p in &pieces {
+        let e = s.push(p).unwrap();
+        assert!(!e.contains("bob@"), "emitted early: {e:?}");
+        out.push_str(&e);
+    }
+    out.push_str(&s.finish().unwrap());
+    assert_eq!(out, whole);
+}
