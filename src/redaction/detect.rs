@@ -447,6 +447,13 @@ impl Detector {
                 }
             }
         }
+        if pats
+            .iter()
+            .zip(&enabled_flags)
+            .any(|(p, on)| p.kind == Kind::Phone && *on)
+        {
+            crate::redaction::phone::warm();
+        }
         let pid_of = |k: Kind| pats.iter().position(|p| p.kind == k).unwrap_or(usize::MAX);
         let digit_family_pids = [
             pid_of(Kind::Card),

@@ -47,6 +47,18 @@ use phonenumber::metadata::{DATABASE, Descriptor, Metadata};
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind, PatternSet, meta};
 
+/// Compiles the [`DEFAULT_REGIONS`] and the calling-code tables now (once per
+/// process), so that the first response with a phone number does not wait
+/// for them.
+pub(crate) fn warm() {
+    for id in DEFAULT_REGIONS {
+        if let Some(meta) = DATABASE.by_id(id.as_ref()) {
+            let _ = region(meta);
+        }
+    }
+    let _ = (code_regions(1), known_code(1));
+}
+
 /// Regions in which a number written in national form (no `+`) is tried.
 pub(crate) const DEFAULT_REGIONS: [Id; 12] = [
     Id::US,
