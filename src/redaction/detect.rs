@@ -300,6 +300,9 @@ pub(crate) struct Detector {
     /// Which detector kinds are enabled (entity type filter applied).
     enabled: Vec<bool>,
     has_custom: bool,
+    /// Whether the hand-written start search and matchers of [`fast`] run
+    /// (always, except in the tests that compare them with the regexes).
+    hand: bool,
 }
 
 /// Where the liveness run of the last partial scan stopped: the start it
@@ -454,6 +457,13 @@ impl Detector {
         {
             crate::redaction::phone::warm();
         }
+        // Without custom patterns a built-in's pattern id is its kind's
+        // index (the hand-written start search relies on it).
+        debug_assert!(
+            pats.iter()
+                .enumerate()
+                .all(|(i, p)| p.kind == Kind::Custom || p.kind as usize == i)
+        );
         let pid_of = |k: Kind| pats.iter().position(|p| p.kind == k).unwrap_or(usize::MAX);
         let digit_family_pids = [
             pid_of(Kind::Card),
@@ -470,6 +480,7 @@ impl Detector {
             digit_family_pids,
             enabled: enabled_flags,
             has_custom: !custom.is_empty(),
+            hand: true,
         })
     }
 
@@ -646,35 +657,63 @@ impl Detector {
     ) -> usize {
         let hay = text.as_bytes();
         let mut pos = from;
-        let mut set = PatternSet::new(self.pats.len());
+        // Allocated only when the regex decides the start set.
+        let mut set: Option<PatternSet> = None;
         while pos < until {
-            let input = Input::new(hay).span(pos..span_end);
-            let Some(m) = self.starts.search(&input) else {
-                return until;
+            // The next start and the patterns that may match there: by hand
+            // on ASCII text ([`fast::next`]), else by the start searches.
+            let found = if self.has_custom || !self.hand {
+                fast::Next::Ask(pos)
+            } else {
+                fast::next(&hay[..span_end], pos, until, json)
             };
-            if m.start() >= until {
-                return until;
-            }
-            let s = m.start();
+            let (s, mask) = match found {
+                fast::Next::Done => return until,
+                fast::Next::At(s, mask) => (s, Some(mask)),
+                fast::Next::Ask(from) => {
+                    let input = Input::new(hay).span(from..span_end);
+                    match self.starts.search(&input) {
+                        Some(m) if m.start() < until => (m.start(), None),
+                        _ => return until,
+                    }
+                }
+            };
             // Every pattern whose start matches at s, in priority order (the
             // order a leftmost-first search over them would prefer), unless
             // what precedes s already rules it out — checked before its
             // anchored search, which may run far (`sk-sk-sk-…` would
             // otherwise be searched to its end from every `sk-`).
-            set.clear();
-            let digit_family = !self.has_custom && fast::digit_family_only(&hay[..span_end], s);
-            if digit_family {
-                for pid in self.digit_family_pids {
-                    if let Ok(id) = regex_automata::PatternID::new(pid) {
-                        set.insert(id);
-                    }
+            let mut from_mask;
+            let mut from_set;
+            let pids: &mut dyn Iterator<Item = usize> = match mask {
+                Some(mut bits) => {
+                    from_mask = std::iter::from_fn(move || {
+                        let i = bits.trailing_zeros();
+                        bits &= bits.checked_sub(1)?;
+                        Some(i as usize)
+                    });
+                    &mut from_mask
                 }
-            } else {
-                let inp = Input::new(hay).span(s..span_end).anchored(Anchored::Yes);
-                self.start_set.which_overlapping_matches(&inp, &mut set);
-            }
+                None => {
+                    let set = set.get_or_insert_with(|| PatternSet::new(self.pats.len()));
+                    set.clear();
+                    if self.hand && !self.has_custom && fast::digit_family_only(&hay[..span_end], s)
+                    {
+                        for pid in self.digit_family_pids {
+                            if let Ok(id) = regex_automata::PatternID::new(pid) {
+                                set.insert(id);
+                            }
+                        }
+                    } else {
+                        let inp = Input::new(hay).span(s..span_end).anchored(Anchored::Yes);
+                        self.start_set.which_overlapping_matches(&inp, set);
+                    }
+                    from_set = set.iter().map(|p| p.as_usize());
+                    &mut from_set
+                }
+            };
             let mut verdict = Verdict::No;
-            for pid in set.iter().map(|p| p.as_usize()) {
+            for pid in pids {
                 if !self.may_start(pid, text, s, json) {
                     continue;
                 }
@@ -796,10 +835,18 @@ impl Detector {
             return Verdict::No;
         }
         let hay = &text.as_bytes()[..span_end];
-        let quick = match self.pats[pid].kind {
+        let kind = self.pats[pid].kind;
+        let quick = match kind {
+            _ if !self.hand => fast::Match::Ask,
             Kind::Card => fast::card(hay, s),
             Kind::Ssn => fast::ssn(hay, s),
             Kind::Ipv4 => fast::ipv4(hay, s),
+            Kind::Phone => fast::phone(hay, s),
+            Kind::Email => fast::email(hay, s),
+            Kind::Iban => fast::iban(hay, s),
+            Kind::Aws | Kind::GitHub | Kind::Anthropic | Kind::OpenAi | Kind::Slack | Kind::Jwt => {
+                fast::key(kind, hay, s)
+            }
             _ => fast::Match::Ask,
         };
         let end = match quick {
@@ -1132,128 +1179,7 @@ fn ssn_context(text: &str, s: usize) -> bool {
         .any(|w| window.contains(w))
 }
 
-pub(crate) mod fast {
-    //! Hand-written equivalents of the anchored searches that run most
-    //! often — the card, SSN and IPv4 patterns at an ASCII digit — and of the
-    //! start-set search at such a digit. Each answers only for plain ASCII
-    //! text and says [`Match::Ask`] as soon as a byte could take the regex
-    //! another way (a non-ASCII digit, separator or zero-width character);
-    //! the tests compare them with the regexes on random text.
-
-    /// What a hand-written matcher found, anchored at a start.
-    #[derive(Debug, PartialEq, Eq)]
-    pub(crate) enum Match {
-        /// The leftmost-first match ends here.
-        End(usize),
-        /// No match.
-        None,
-        /// Not decidable here: run the regex.
-        Ask,
-    }
-
-    /// `DIGIT_SEP`'s ASCII members.
-    fn ascii_sep(b: u8) -> bool {
-        matches!(b, b' ' | b'-' | b'.')
-    }
-
-    /// The card pattern `\d(?:SEP?\d){12,18}` (SEP: `DIGIT_SEP`) anchored
-    /// at `s`: greedy, and every step is forced on ASCII text, so the match
-    /// takes as many (separator, digit) steps as there are, up to 18.
-    pub(crate) fn card(hay: &[u8], s: usize) -> Match {
-        if !hay.get(s).is_some_and(u8::is_ascii_digit) {
-            return Match::Ask;
-        }
-        let mut p = s + 1;
-        let mut steps = 0;
-        while steps < 18 {
-            match hay.get(p) {
-                Some(b) if b.is_ascii_digit() => p += 1,
-                Some(&b) if ascii_sep(b) => match hay.get(p + 1) {
-                    Some(d) if d.is_ascii_digit() => p += 2,
-                    Some(&c) if c >= 0x80 => return Match::Ask,
-                    _ => break,
-                },
-                Some(&b) if b >= 0x80 => return Match::Ask,
-                _ => break,
-            }
-            steps += 1;
-        }
-        if steps >= 12 {
-            Match::End(p)
-        } else {
-            Match::None
-        }
-    }
-
-    /// The SSN pattern `\d{3}SEP?\d{2}SEP?\d{4}` anchored at `s`.
-    pub(crate) fn ssn(hay: &[u8], s: usize) -> Match {
-        let mut p = s;
-        for (i, n) in [3usize, 2, 4].into_iter().enumerate() {
-            if i > 0 {
-                match hay.get(p) {
-                    Some(&b) if ascii_sep(b) => {
-                        if hay.get(p + 1).is_some_and(|&c| c >= 0x80) {
-                            return Match::Ask;
-                        }
-                        p += 1;
-                    }
-                    Some(&b) if b >= 0x80 => return Match::Ask,
-                    _ => {}
-                }
-            }
-            for _ in 0..n {
-                match hay.get(p) {
-                    Some(b) if b.is_ascii_digit() => p += 1,
-                    Some(&b) if b >= 0x80 => return Match::Ask,
-                    _ => return Match::None,
-                }
-            }
-        }
-        Match::End(p)
-    }
-
-    /// The IPv4 pattern `[0-9]{1,3}(?:\.[0-9]{1,3}){3}` anchored at `s`
-    /// (ASCII only, so always decided).
-    pub(crate) fn ipv4(hay: &[u8], s: usize) -> Match {
-        let mut p = s;
-        for i in 0..4 {
-            if i > 0 {
-                if hay.get(p) != Some(&b'.') {
-                    return Match::None;
-                }
-                p += 1;
-            }
-            let start = p;
-            while p - start < 3 && hay.get(p).is_some_and(u8::is_ascii_digit) {
-                p += 1;
-            }
-            if p == start {
-                return Match::None;
-            }
-        }
-        Match::End(p)
-    }
-
-    /// Whether only the digit-led patterns (card, SSN, IPv4, phone) can
-    /// start at `s`, an ASCII digit: the run of ASCII e-mail-local and
-    /// name characters from `s` holds no letter (no secret keyword, no hex
-    /// group) and ends, within 64 bytes and before the end of `hay`, at a
-    /// byte that is not `@`, `:` or non-ASCII (no e-mail, no IPv6).
-    pub(crate) fn digit_family_only(hay: &[u8], s: usize) -> bool {
-        if !hay.get(s).is_some_and(u8::is_ascii_digit) {
-            return false;
-        }
-        for &b in hay.iter().skip(s).take(64) {
-            match b {
-                b'0'..=b'9' | b'_' | b'.' | b'%' | b'+' | b'-' => {}
-                b'@' | b':' | 0x80..=0xFF => return false,
-                b if b.is_ascii_alphabetic() => return false,
-                _ => return true,
-            }
-        }
-        false
-    }
-}
+mod fast;
 
 pub(crate) mod prefilter {
     //! The cheap pass: bytes without which no built-in value can exist.
@@ -1397,15 +1323,20 @@ pub(crate) mod validators {
         ZEROS.iter().find(|&&z| u >= z && u < z + 10).map(|z| u - z)
     }
 
-    /// The digits of a value, folded to ASCII values, and its separators,
-    /// without allocating: a candidate of the card, SSN or phone pattern has
-    /// at most 34 digits and 75 other characters. Longer text (never such a
+    /// The digits of a value, folded to ASCII values, and what its visible
+    /// separators are, without allocating: a candidate of the card, SSN or
+    /// phone pattern has at most 34 digits. Longer text (never such a
     /// candidate) reports `overflow` and is no value.
     pub(crate) struct Digits {
         d: [u8; 64],
         n: usize,
-        seps: [char; 128],
-        m: usize,
+        /// The first three visible separators (zero-width characters aside),
+        /// folded to their ASCII kind.
+        first: [Option<char>; 3],
+        /// Visible separators in all.
+        visible: usize,
+        /// Whether every visible separator is the same.
+        one_kind: bool,
         overflow: bool,
     }
 
@@ -1414,21 +1345,50 @@ pub(crate) mod validators {
             let mut out = Digits {
                 d: [0; 64],
                 n: 0,
-                seps: ['\0'; 128],
-                m: 0,
+                first: [None; 3],
+                visible: 0,
+                one_kind: true,
                 overflow: false,
             };
+            let mut sep = |c: char, out: &mut Digits| {
+                if is_zero_width(c) {
+                    return;
+                }
+                let c = normal_sep(c);
+                if out.visible < 3 {
+                    out.first[out.visible] = Some(c);
+                }
+                if out.first[0].is_some_and(|f| f != c) {
+                    out.one_kind = false;
+                }
+                out.visible += 1;
+            };
+            if v.is_ascii() {
+                for &b in v.as_bytes() {
+                    if b.is_ascii_digit() {
+                        if out.n == out.d.len() {
+                            out.overflow = true;
+                            break;
+                        }
+                        out.d[out.n] = b - b'0';
+                        out.n += 1;
+                    } else {
+                        sep(char::from(b), &mut out);
+                    }
+                }
+                return out;
+            }
             for c in v.chars() {
                 match digit_value(c) {
-                    Some(x) if out.n < out.d.len() => {
+                    Some(_) if out.n == out.d.len() => {
+                        out.overflow = true;
+                        break;
+                    }
+                    Some(x) => {
                         out.d[out.n] = x as u8;
                         out.n += 1;
                     }
-                    None if out.m < out.seps.len() => {
-                        out.seps[out.m] = normal_sep(c);
-                        out.m += 1;
-                    }
-                    _ => out.overflow = true,
+                    None => sep(c, &mut out),
                 }
             }
             out
@@ -1438,22 +1398,14 @@ pub(crate) mod validators {
             &self.d[..self.n]
         }
 
-        fn seps(&self) -> &[char] {
-            &self.seps[..self.m]
-        }
-
-        /// The separators other than zero-width characters.
+        /// The first visible separators (up to three).
         fn visible(&self) -> impl Iterator<Item = char> + '_ {
-            self.seps().iter().copied().filter(|c| !is_zero_width(*c))
+            self.first.iter().flatten().copied()
         }
 
         /// Whether every visible separator is the same.
         fn one_separator_kind(&self) -> bool {
-            let mut v = self.visible();
-            match v.next() {
-                None => true,
-                Some(first) => v.all(|c| c == first),
-            }
+            self.one_kind
         }
     }
 
@@ -1617,6 +1569,15 @@ pub(crate) mod validators {
         // more in every default region; shorter runs are dates, times, ids.
         if !intl && (n < 9 || dig.visible().next().is_none()) {
             return false;
+        }
+        if v.is_ascii() {
+            // Already what the parser reads.
+            if intl {
+                return phone_valid(None, v);
+            }
+            return crate::redaction::phone::DEFAULT_REGIONS
+                .into_iter()
+                .any(|r| phone_valid(Some(r), v));
         }
         // Normalise to ASCII for the parser.
         let mut norm = String::with_capacity(v.len());
@@ -1958,6 +1919,213 @@ mod fast_tests {
         }
     }
 
+    /// Pieces of values, their prefixes and what surrounds them, to build
+    /// texts where the hand-written matchers and the start search meet
+    /// every pattern (the plain alphabet above rarely spells `sk-ant-`).
+    const PIECES: &[&str] = &[
+        "sk-",
+        "ant-",
+        "api",
+        "03-",
+        "proj-",
+        "AKIA",
+        "ASIA",
+        "ACCA",
+        "ghp_",
+        "github_pat_",
+        "xoxb-",
+        "eyJ",
+        "eyJhbGciOiJIUzI1NiJ9",
+        "abcdefghij",
+        "ABCDEFGHIJKLMNOP",
+        "QRSTUVWXYZ",
+        "0123456789",
+        "a1B2c3D4e5",
+        ".",
+        "..",
+        "@",
+        "＠",
+        "example",
+        ".com",
+        ".",
+        "+",
+        "(",
+        ")",
+        "-",
+        " ",
+        "  ",
+        "\t",
+        "_",
+        "%",
+        ":",
+        "://",
+        "http",
+        "x",
+        "user",
+        "pass",
+        "=",
+        "=>",
+        "\"",
+        "'",
+        "\\",
+        "\\n",
+        "\\\"",
+        "\\u0040",
+        "api_key",
+        "Token",
+        "SECRET",
+        "passwd",
+        "Auth",
+        "[REDACTED",
+        "[REDACTED_",
+        "[REDACTED:",
+        "[",
+        "]",
+        "CREDIT_CARD",
+        "-----BEGIN",
+        " PRIVATE KEY-----",
+        "-----END",
+        "DE89",
+        "3704",
+        "0044",
+        "0532",
+        "0130",
+        "00",
+        "GB",
+        "GB82",
+        "WEST",
+        "Z",
+        "é",
+        "’",
+        "—",
+        "…",
+        "\u{200B}",
+        "\u{2009}",
+        "５",
+        "٣",
+        "ſ",
+        "\u{212A}",
+        "4111111111111111",
+        "4111 1111",
+        "202",
+        "555",
+        "0123",
+        "1",
+        "7",
+        "10.0.0.1",
+        "::",
+        "fe80",
+        "db8",
+        "\n",
+        ",",
+        ";",
+        "#",
+        "/",
+    ];
+
+    fn pieces() -> impl Strategy<Value = String> {
+        proptest::collection::vec(proptest::sample::select(PIECES), 0..24).prop_map(|v| v.concat())
+    }
+
+    /// The detector with the hand-written paths off: the regexes alone.
+    fn regex_only() -> &'static Detector {
+        static D: std::sync::OnceLock<Detector> = std::sync::OnceLock::new();
+        D.get_or_init(|| {
+            let mut d = Detector::new(None, &[]).expect("built-in patterns");
+            d.hand = false;
+            d
+        })
+    }
+
+    /// What the regexes say may start at `s`: the patterns matching there
+    /// (anchored, within `..end`), less those the boundary rule before `s`
+    /// rules out. The scan accepts values only among these.
+    fn starts_at(t: &str, s: usize, end: usize, json: bool) -> Vec<usize> {
+        let d = detector();
+        let inp = Input::new(t).span(s..end).anchored(Anchored::Yes);
+        (0..d.pats.len())
+            .filter(|&pid| d.pats[pid].anchored.search(&inp).is_some())
+            .filter(|&pid| d.may_start(pid, t, s, json))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn value_matchers_agree_with_the_regexes(t in pieces(), cut in 0usize..8) {
+            let mut end = t.len().saturating_sub(cut % 4);
+            while !t.is_char_boundary(end) {
+                end += 1;
+            }
+            let hay = &t.as_bytes()[..end];
+            for s in (0..end).filter(|&s| t.is_char_boundary(s)) {
+                for kind in [
+                    Kind::Phone, Kind::Email, Kind::Iban, Kind::Aws, Kind::GitHub,
+                    Kind::Anthropic, Kind::OpenAi, Kind::Slack, Kind::Jwt,
+                ] {
+                    let quick = match kind {
+                        Kind::Phone => fast::phone(hay, s),
+                        Kind::Email => fast::email(hay, s),
+                        Kind::Iban => fast::iban(hay, s),
+                        k => fast::key(k, hay, s),
+                    };
+                    let want = regex_end(kind, &t, s, end);
+                    match quick {
+                        fast::Match::End(e) => prop_assert_eq!(Some(e), want, "{:?} {:?} at {}", kind, t, s),
+                        fast::Match::None => prop_assert_eq!(None, want, "{:?} {:?} at {}", kind, t, s),
+                        fast::Match::Ask => prop_assert!(
+                            t[s..end].bytes().any(|b| b >= 0x80),
+                            "{:?} asked on ASCII {:?} at {}", kind, t, s
+                        ),
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn start_search_skips_no_start(
+            t in pieces(),
+            cut in 0usize..8,
+            from in 0usize..64,
+            json in any::<bool>(),
+        ) {
+            let mut end = t.len().saturating_sub(cut % 4);
+            while !t.is_char_boundary(end) {
+                end += 1;
+            }
+            let mut pos = from.min(end);
+            while !t.is_char_boundary(pos) {
+                pos += 1;
+            }
+            let hay = &t.as_bytes()[..end];
+            let found = fast::next(hay, pos, end, json);
+            let clear_until = match found {
+                fast::Next::At(s, mask) => {
+                    prop_assert!(s >= pos && s < end && t.is_char_boundary(s));
+                    for pid in starts_at(&t, s, end, json) {
+                        prop_assert!(mask & (1 << pid) != 0, "{:?} at {}: pattern {} left out", t, s, pid);
+                    }
+                    s
+                }
+                fast::Next::Done => end,
+                fast::Next::Ask(q) => {
+                    prop_assert!(q >= pos && q <= end);
+                    q
+                }
+            };
+            for p in (pos..clear_until).filter(|&p| t.is_char_boundary(p)) {
+                let missed = starts_at(&t, p, end, json);
+                prop_assert!(missed.is_empty(), "{:?} from {}: start {:?} at {} skipped", t, pos, missed, p);
+            }
+        }
+
+        #[test]
+        fn hand_paths_find_what_the_regexes_find(t in pieces(), json in any::<bool>()) {
+            prop_assert_eq!(detector().detect_with(&t, json), regex_only().detect_with(&t, json), "{:?}", t);
+        }
+    }
+
     #[test]
     fn matchers_decide_plain_ascii_values() {
         // On plain ASCII digits and separators the regex is never needed.
@@ -1997,4 +2165,9 @@ mod fast_tests {
         assert!(!fast::digit_family_only(b"2001:db8::1", 0));
         assert!(!fast::digit_family_only(b"1password=hunter2hunter2", 0));
     }
+}
+
+#[cfg(test)]
+pub(crate) fn validators_for_timing(v: &str) -> bool {
+    validators::phone(v)
 }
