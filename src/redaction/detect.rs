@@ -1350,7 +1350,7 @@ pub(crate) mod validators {
                 one_kind: true,
                 overflow: false,
             };
-            let mut sep = |c: char, out: &mut Digits| {
+            let sep = |c: char, out: &mut Digits| {
                 if is_zero_width(c) {
                     return;
                 }
@@ -1442,19 +1442,16 @@ pub(crate) mod validators {
 
     /// Byte lengths of the prefixes of a card candidate worth trying, longest
     /// first: the whole value, then each prefix ending before a separator.
-    pub(crate) fn card_prefixes(v: &str) -> Vec<usize> {
-        let mut out = vec![v.len()];
-        let mut prev_digit_end = None;
-        for (i, c) in v.char_indices() {
-            if digit_value(c).is_some() {
-                prev_digit_end = Some(i + c.len_utf8());
-            } else if let Some(e) = prev_digit_end.take() {
-                out.push(e);
-            }
-        }
-        out.sort_unstable_by(|a, b| b.cmp(a));
-        out.dedup();
-        out
+    pub(crate) fn card_prefixes(v: &str) -> impl Iterator<Item = usize> + '_ {
+        // Backwards: a digit whose next character is not one ends a prefix.
+        let mut after_is_digit = true;
+        let ends = v.char_indices().rev().filter_map(move |(i, c)| {
+            let digit = digit_value(c).is_some();
+            let end = (digit && !after_is_digit).then(|| i + c.len_utf8());
+            after_is_digit = digit;
+            end
+        });
+        std::iter::once(v.len()).chain(ends.filter(move |&e| e != v.len()))
     }
 
     /// Payment card: 13–19 digits, one kind of separator (or none, zero-width
@@ -1649,23 +1646,31 @@ pub(crate) mod validators {
             }
         }
         let end = end?;
-        let compact: Vec<u8> = v[..end].bytes().filter(|b| *b != b' ').collect();
-        let mut rearranged = compact[4..].to_vec();
-        rearranged.extend_from_slice(&compact[..4]);
+        // Mod 97 of the characters after the first four, then those four
+        // (letters count as 10–35).
+        let mut head = [0u8; 4];
         let mut rem: u32 = 0;
-        for b in rearranged {
-            let val = match b {
-                b'0'..=b'9' => (b - b'0') as u32,
-                b'A'..=b'Z' => (b - b'A') as u32 + 10,
-                _ => return None,
-            };
-            rem = if val >= 10 {
-                (rem * 100 + val) % 97
-            } else {
-                (rem * 10 + val) % 97
-            };
+        let compact = v[..end].bytes().filter(|b| *b != b' ');
+        for (i, b) in compact.enumerate() {
+            if i < 4 {
+                head[i] = b;
+                continue;
+            }
+            rem = mod97_step(rem, b)?;
+        }
+        for b in head {
+            rem = mod97_step(rem, b)?;
         }
         (rem == 1).then_some(end)
+    }
+
+    /// One character of an IBAN's mod-97 check (ISO 7064).
+    fn mod97_step(rem: u32, b: u8) -> Option<u32> {
+        Some(match b {
+            b'0'..=b'9' => (rem * 10 + (b - b'0') as u32) % 97,
+            b'A'..=b'Z' => (rem * 100 + (b - b'A') as u32 + 10) % 97,
+            _ => return None,
+        })
     }
 
     /// IBAN length per country (ISO 13616 registry).
@@ -1767,15 +1772,18 @@ pub(crate) mod validators {
         }
         let at_len = v[at..].chars().next()?.len_utf8();
         let domain = &v[at + at_len..];
-        let labels: Vec<&str> = domain.split(['.', '\u{FF0E}', '\u{3002}']).collect();
-        if labels.len() < 2
-            || labels
-                .iter()
-                .any(|l| l.is_empty() || l.chars().count() > 63)
-        {
+        let mut labels = 0;
+        let mut tld = "";
+        for l in domain.split(['.', '\u{FF0E}', '\u{3002}']) {
+            if l.is_empty() || l.chars().count() > 63 {
+                return None;
+            }
+            labels += 1;
+            tld = l;
+        }
+        if labels < 2 {
             return None;
         }
-        let tld = labels.last()?;
         if tld.chars().count() < 2 || !tld.chars().all(|c| c.is_alphabetic()) {
             return None;
         }
@@ -2015,6 +2023,9 @@ mod fast_tests {
         "10.0.0.1",
         "::",
         "fe80",
+        " \t ",
+        "word",
+        "password ",
         "db8",
         "\n",
         ",",
@@ -2050,7 +2061,7 @@ mod fast_tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(ProptestConfig::with_cases(std::env::var("FAST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)))]
 
         #[test]
         fn value_matchers_agree_with_the_regexes(t in pieces(), cut in 0usize..8) {
@@ -2127,6 +2138,28 @@ mod fast_tests {
     }
 
     #[test]
+    fn start_search_reaches_back_from_what_decides() {
+        // The byte that makes a value (`=`, `@`, a tab in an assignment's
+        // gap, a digit) can follow a long run of lower-case letters and
+        // spaces: the value's start is found before it.
+        for (text, start) in [
+            ("so the password \t = hX9kQ2mZ7pL4wR8vN3 ok", 7),
+            ("so the password\t= hX9kQ2mZ7pL4wR8vN3 ok", 7),
+            ("so the password   = hX9kQ2mZ7pL4wR8vN3 ok", 7),
+            ("write to danalee@example.com today", 9),
+            ("the host fe80:abcd::1 is up", 9),
+        ] {
+            let found = fast::next(text.as_bytes(), 0, text.len(), false);
+            assert!(
+                matches!(found, fast::Next::At(s, _) if s == start),
+                "{text:?}: {found:?}"
+            );
+        }
+        let spans = detector().detect("so the password \t = hX9kQ2mZ7pL4wR8vN3 ok");
+        assert_eq!(spans.len(), 1, "{spans:?}");
+    }
+
+    #[test]
     fn matchers_decide_plain_ascii_values() {
         // On plain ASCII digits and separators the regex is never needed.
         for (text, card, ssn, ip) in [
@@ -2170,4 +2203,16 @@ mod fast_tests {
 #[cfg(test)]
 pub(crate) fn validators_for_timing(v: &str) -> bool {
     validators::phone(v)
+}
+
+#[cfg(test)]
+pub(crate) fn fast_walk(text: &str) -> usize {
+    let hay = text.as_bytes();
+    let mut pos = 0;
+    let mut n = 0;
+    while let fast::Next::At(s, _) = fast::next(hay, pos, hay.len(), false) {
+        n += 1;
+        pos = s + 1;
+    }
+    n
 }

@@ -900,6 +900,33 @@ mod timing_tmp {
     #[ignore]
     fn phone_timing() {
         use super::*;
+        if let Ok(path) = std::env::var("DENSE_FILE") {
+            let text = std::fs::read_to_string(path).unwrap();
+            let d = crate::redaction::detect::Detector::new(None, &[]).unwrap();
+            let spans = d.detect(&text);
+            println!("len {} spans {}", text.len(), spans.len());
+            let t = std::time::Instant::now();
+            let mut n = 0;
+            let reps = if std::env::var("WALK_LONG").is_ok() {
+                600
+            } else {
+                20
+            };
+            for _ in 0..if std::env::var("NO_WALK").is_ok() {
+                0
+            } else {
+                reps
+            } {
+                n += crate::redaction::detect::fast_walk(&text);
+            }
+            println!("walk {:?} per pass ({n})", t.elapsed() / reps);
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                n += d.detect(std::hint::black_box(&text)).len();
+            }
+            println!("detect {:?} per pass ({n})", t.elapsed() / reps);
+            return;
+        }
         if let Ok(one) = std::env::var("PHONE_LOOP") {
             for _ in 0..3_000_000 {
                 std::hint::black_box(crate::redaction::detect::validators_for_timing(

@@ -732,7 +732,19 @@ pub(crate) fn next(hay: &[u8], pos: usize, until: usize, json: bool) -> Next {
     // it share it).
     let mut scheme_end = 0;
     let mut p = pos;
-    while p < until {
+    // The interesting byte the position-by-position reading works toward.
+    let mut target = pos;
+    loop {
+        if p >= target && p < hay.len() && BORING[hay[p] as usize] {
+            // Skip to the next interesting byte, then back to where a value
+            // reaching it could start.
+            let t = next_interesting(hay, p);
+            p = back_from(hay, p, t);
+            target = t;
+        }
+        if p >= until {
+            return Next::Done;
+        }
         let b = hay[p];
         let class = CLASS[b as usize];
         if class == ALNUM {
@@ -819,5 +831,68 @@ pub(crate) fn next(hay: &[u8], pos: usize, until: usize, json: bool) -> Next {
         }
         p += 1;
     }
-    Next::Done
+}
+
+/// Bytes that decide nothing on their own: lower-case letters and spaces.
+/// No value starts at one unless an interesting byte (any other) follows
+/// within its run of lower-case letters, then spaces (the gap between a
+/// secret's name and `=`): every start pattern holds a digit, an
+/// upper-case letter or punctuation after such a run (`@`, `-`, `_`, `.`,
+/// `:`, `=`, a quote, …). (Two compares: the 16-byte test stays short.)
+#[inline(always)]
+const fn boring(b: u8) -> bool {
+    b.wrapping_sub(b'a') < 26 || b == b' '
+}
+
+/// [`boring`] as a table, for byte-at-a-time reading.
+static BORING: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = boring(b as u8);
+        b += 1;
+    }
+    t
+};
+
+/// Offset of the first byte at or after `from` that is not [`boring`]
+/// (`hay.len()` if none): 16 bytes at a time (one vector compare), then
+/// the byte within them.
+fn next_interesting(hay: &[u8], from: usize) -> usize {
+    const CHUNK: usize = 16;
+    let rest = &hay[from..];
+    let mut chunks = rest.chunks_exact(CHUNK);
+    let mut base = from;
+    for c in &mut chunks {
+        let mut all = true;
+        for &b in c {
+            all &= boring(b);
+        }
+        if !all {
+            return base + c.iter().position(|&b| !BORING[b as usize]).unwrap_or(0);
+        }
+        base += CHUNK;
+    }
+    base + chunks
+        .remainder()
+        .iter()
+        .position(|&b| !boring(b))
+        .unwrap_or(chunks.remainder().len())
+}
+
+/// The first position at or after `from` from which a value could reach
+/// the interesting byte at `t`: back over lower-case letters (a run that
+/// `t` continues or ends); from an assignment's `:` or `=`, or a tab in the
+/// gap before them, first back over spaces.
+fn back_from(hay: &[u8], from: usize, t: usize) -> usize {
+    let mut q = t;
+    if matches!(hay.get(t), Some(b':' | b'=' | b'\t')) {
+        while q > from && hay[q - 1] == b' ' {
+            q -= 1;
+        }
+    }
+    while q > from && hay[q - 1].is_ascii_lowercase() {
+        q -= 1;
+    }
+    q
 }
