@@ -2199,20 +2199,3 @@ mod fast_tests {
         assert!(!fast::digit_family_only(b"1password=hunter2hunter2", 0));
     }
 }
-
-#[cfg(test)]
-pub(crate) fn validators_for_timing(v: &str) -> bool {
-    validators::phone(v)
-}
-
-#[cfg(test)]
-pub(crate) fn fast_walk(text: &str) -> usize {
-    let hay = text.as_bytes();
-    let mut pos = 0;
-    let mut n = 0;
-    while let fast::Next::At(s, _) = fast::next(hay, pos, hay.len(), false) {
-        n += 1;
-        pos = s + 1;
-    }
-    n
-}

@@ -363,6 +363,9 @@ struct LeadingSet {
     pids: Vec<Option<usize>>,
     /// The code's regions, compiled.
     regions: Vec<&'static Region>,
+    /// The national-number lengths some region's general description
+    /// allows (bit per length; `None` when one allows any length).
+    lengths: Option<u32>,
 }
 
 impl LeadingSet {
@@ -377,10 +380,20 @@ impl LeadingSet {
                 })
             })
             .collect();
+        let regions: Vec<&'static Region> =
+            metas.iter().map(|&m| region(m)).collect::<Option<_>>()?;
+        let lengths = regions.iter().try_fold(0u32, |acc, r| {
+            let general = &r.lengths[0];
+            if general.is_empty() || general.iter().any(|&l| l >= 32) {
+                return None;
+            }
+            Some(general.iter().fold(acc, |a, &l| a | 1 << l))
+        });
         Some(LeadingSet {
             set: compile(&sources, MatchKind::All)?,
             pids,
-            regions: metas.iter().map(|&m| region(m)).collect::<Option<_>>()?,
+            regions,
+            lengths,
         })
     }
 }
@@ -475,6 +488,17 @@ fn source_for(code: u16, national: &str) -> Result<Option<(&'static Metadata, bo
 /// Whether a national significant number is valid for a calling code,
 /// with the same verdict as `phonenumber::is_valid`.
 pub(crate) fn valid(code: u16, national: &str) -> bool {
+    // A number is valid only if the general description of the region
+    // chosen allows its length: with several regions, no run when none does.
+    if let Some(CodeRegions::Several(_, leading)) = code_regions(code)
+        && let Some(Some(LeadingSet {
+            lengths: Some(lengths),
+            ..
+        })) = leading.get()
+        && (national.len() >= 32 || lengths & (1 << national.len()) == 0)
+    {
+        return false;
+    }
     match source_for(code, national) {
         Ok(Some((_, true))) => true,
         Ok(Some((meta, false))) => region(meta).is_some_and(|r| r.has_type(national)),
@@ -891,91 +915,5 @@ mod tests {
             verdicts.push(is_valid(&n));
         }
         assert!(verdicts.contains(&true) && verdicts.contains(&false));
-    }
-}
-
-#[cfg(test)]
-mod timing_tmp {
-    #[test]
-    #[ignore]
-    fn phone_timing() {
-        use super::*;
-        if let Ok(path) = std::env::var("DENSE_FILE") {
-            let text = std::fs::read_to_string(path).unwrap();
-            let d = crate::redaction::detect::Detector::new(None, &[]).unwrap();
-            let spans = d.detect(&text);
-            println!("len {} spans {}", text.len(), spans.len());
-            let t = std::time::Instant::now();
-            let mut n = 0;
-            let reps = if std::env::var("WALK_LONG").is_ok() {
-                600
-            } else {
-                20
-            };
-            for _ in 0..if std::env::var("NO_WALK").is_ok() {
-                0
-            } else {
-                reps
-            } {
-                n += crate::redaction::detect::fast_walk(&text);
-            }
-            println!("walk {:?} per pass ({n})", t.elapsed() / reps);
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
-                n += d.detect(std::hint::black_box(&text)).len();
-            }
-            println!("detect {:?} per pass ({n})", t.elapsed() / reps);
-            return;
-        }
-        if let Ok(one) = std::env::var("PHONE_LOOP") {
-            for _ in 0..3_000_000 {
-                std::hint::black_box(crate::redaction::detect::validators_for_timing(
-                    std::hint::black_box(&one),
-                ));
-            }
-            return;
-        }
-        let us = region(DATABASE.by_id("US").unwrap()).unwrap();
-        println!("US has_type {}", us.has_type("2025550123"));
-        if let Some(CodeRegions::Several(v, _)) = code_regions(1) {
-            for m in v {
-                let r = region(m).unwrap();
-                println!("{} has_type {}", m.id(), r.has_type("2025550123"));
-            }
-        }
-        println!(
-            "{:?}",
-            source_for(1, "2025550123").map(|o| o.map(|(m, b)| (m.id(), b)))
-        );
-        let t = std::time::Instant::now();
-        for _ in 0..20000 {
-            std::hint::black_box(source_for(1, std::hint::black_box("2025550123")).is_ok());
-        }
-        println!("source_for {:?}", t.elapsed() / 20000);
-        let t = std::time::Instant::now();
-        for _ in 0..20000 {
-            std::hint::black_box(parse(None, std::hint::black_box("+1 202 555 0123")));
-        }
-        println!("parse intl {:?}", t.elapsed() / 20000);
-        let t = std::time::Instant::now();
-        for _ in 0..20000 {
-            std::hint::black_box(parse(Some(Id::US), std::hint::black_box("(202) 555-0123")));
-        }
-        println!("parse US {:?}", t.elapsed() / 20000);
-        use crate::redaction::detect::validators_for_timing as v;
-        for s in [
-            "+1 202 555 0123",
-            "(202) 555-0123",
-            "020 7946 0123",
-            "+44 20 7946 0123",
-            "030 1234 5678",
-        ] {
-            let t = std::time::Instant::now();
-            let mut ok = 0;
-            for _ in 0..20000 {
-                ok += v(std::hint::black_box(s)) as u32;
-            }
-            println!("{s}: {:?} per call ({ok})", t.elapsed() / 20000);
-        }
     }
 }
