@@ -658,10 +658,10 @@ fn at_word(hay: &[u8], p: usize, r: usize) -> Result<u32, Asked> {
     let mut mask = 0;
     match hay.get(r) {
         Some(b'@') if word.len() <= EMAIL_RUN => mask |= bit(Kind::Email),
-        Some(b':') => {
-            if word.len() <= 4 && word.iter().all(u8::is_ascii_hexdigit) && ipv6_start(hay, p) {
-                mask |= bit(Kind::Ipv6);
-            }
+        Some(b':')
+            if word.len() <= 4 && word.iter().all(u8::is_ascii_hexdigit) && ipv6_start(hay, p) =>
+        {
+            mask |= bit(Kind::Ipv6)
         }
         _ => {}
     }
