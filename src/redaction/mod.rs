@@ -300,19 +300,31 @@ impl Redactor {
         }
         let mut out = String::with_capacity(text.len());
         let mut at = 0;
+        // Counted per entity type name (the detector shares one `Arc` per
+        // type, so the pointer usually decides), then added to `findings`.
+        let mut counts: Vec<(&Arc<str>, u64)> = Vec::new();
         for s in spans {
             out.push_str(&text[at..s.start]);
             self.ops
                 .apply(&s.entity_type, &text[s.start..s.end], &mut out);
-            match findings.get_mut(&*s.entity_type) {
-                Some(n) => *n += 1,
-                None => {
-                    findings.insert(s.entity_type.to_string(), 1);
-                }
+            match counts
+                .iter_mut()
+                .find(|(t, _)| Arc::ptr_eq(t, &s.entity_type) || **t == s.entity_type)
+            {
+                Some((_, n)) => *n += 1,
+                None => counts.push((&s.entity_type, 1)),
             }
             at = s.end;
         }
         out.push_str(&text[at..]);
+        for (t, n) in counts {
+            match findings.get_mut(&**t) {
+                Some(c) => *c += n,
+                None => {
+                    findings.insert(t.to_string(), n);
+                }
+            }
+        }
         out
     }
 }

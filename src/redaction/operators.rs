@@ -132,6 +132,9 @@ impl std::fmt::Debug for Operators {
 impl Operators {
     /// The operator for `entity`.
     pub(crate) fn for_type(&self, entity: &str) -> &Operator {
+        if self.per_type.is_empty() {
+            return &self.default;
+        }
         self.per_type.get(entity).unwrap_or(&self.default)
     }
 

@@ -257,48 +257,138 @@ impl Region {
     }
 
     /// The crate's `helper::national_number`: strips the national prefix for
-    /// parsing (or applies its transform rule). `None` where the crate
-    /// would panic (a transform rule whose first group did not take part).
-    fn strip_prefix_for_parsing(&self, national: String) -> Option<String> {
+    /// parsing (or applies its transform rule). `Ok(None)` where the crate
+    /// would panic (a transform rule whose first group did not take part);
+    /// `Err(())` when a transformed number does not fit a [`Num`].
+    fn strip_prefix_for_parsing(&self, national: Num) -> Result<Option<Num>, ()> {
+        let text = national.as_str();
+        let cut = |k: usize| {
+            let mut n = national;
+            n.drain(k);
+            Ok(Some(n))
+        };
         let Some(re) = &self.prefix_for_parsing else {
-            return Some(match &self.national_prefix {
-                Some(p) if national.starts_with(p.as_str()) => national[p.len()..].to_owned(),
-                _ => national,
-            });
+            return match &self.national_prefix {
+                Some(p) if text.starts_with(p.as_str()) => cut(p.len()),
+                _ => Ok(Some(national)),
+            };
         };
         if let Some(lit) = &self.prefix_for_parsing_literal
             && self.national_prefix_transform_rule.is_none()
         {
             // The regex's leftmost match: at the start or nowhere that
             // counts; no groups, so the prefix is cut.
-            return Some(match national.strip_prefix(lit.as_str()) {
-                Some(rest) => rest.to_owned(),
-                None => national,
-            });
+            return if text.starts_with(lit.as_str()) {
+                cut(lit.len())
+            } else {
+                Ok(Some(national))
+            };
         }
-        let Some(caps) = re.captures(&national) else {
-            return Some(national);
+        let Some(caps) = re.captures(text) else {
+            return Ok(Some(national));
         };
-        let whole = caps.get(0)?;
+        let Some(whole) = caps.get(0) else {
+            return Ok(None);
+        };
         if whole.start() != 0 {
-            return Some(national);
+            return Ok(Some(national));
         }
         let first = caps.get(1).is_some();
         let last = caps.get(caps.len() - 1).is_some();
         match &self.national_prefix_transform_rule {
             Some(rule) if last => {
-                let viable = self.general_match(&national);
-                let transformed = re.replace(&national, rule.as_str()).into_owned();
+                let viable = self.general_match(text);
+                let transformed = re.replace(text, rule.as_str());
                 if viable && !self.general_match(&transformed) {
-                    return Some(national);
+                    return Ok(Some(national));
                 }
-                first.then_some(transformed)
+                if !first {
+                    return Ok(None);
+                }
+                Num::new(&transformed).map(Some).ok_or(())
             }
             // (The crate also compares the general description before and
             // after, on the same text: never a difference.)
-            _ => Some(national[whole.end()..].to_owned()),
+            _ => cut(whole.end()),
         }
     }
+}
+
+/// A number being read, in a fixed buffer (ASCII digits; no allocation
+/// per candidate). Longer texts are left to the crate.
+#[derive(Clone, Copy)]
+struct Num {
+    b: [u8; Num::CAP],
+    n: usize,
+}
+
+impl Num {
+    const CAP: usize = 40;
+
+    /// A copy of `s` (`None` if longer than [`Num::CAP`] or not ASCII digits).
+    fn new(s: &str) -> Option<Num> {
+        let mut out = Num {
+            b: [0; Num::CAP],
+            n: 0,
+        };
+        for &c in s.as_bytes() {
+            if !c.is_ascii_digit() || out.n == Num::CAP {
+                return None;
+            }
+            out.b[out.n] = c;
+            out.n += 1;
+        }
+        Some(out)
+    }
+
+    /// The ASCII digits of `s` (`None` if more than [`Num::CAP`]).
+    fn digits(s: &str) -> Option<Num> {
+        let mut out = Num {
+            b: [0; Num::CAP],
+            n: 0,
+        };
+        for &c in s.as_bytes() {
+            if c.is_ascii_digit() {
+                if out.n == Num::CAP {
+                    return None;
+                }
+                out.b[out.n] = c;
+                out.n += 1;
+            }
+        }
+        Some(out)
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits are ever stored.
+        std::str::from_utf8(&self.b[..self.n]).unwrap_or_default()
+    }
+
+    /// Drops the first `k` digits.
+    fn drain(&mut self, k: usize) {
+        let k = k.min(self.n);
+        self.b.copy_within(k..self.n, 0);
+        self.n -= k;
+    }
+
+    fn len(&self) -> usize {
+        self.n
+    }
+}
+
+/// `code` in decimal, without allocating.
+fn decimal(code: u16, buf: &mut [u8; 5]) -> &str {
+    let mut n = code;
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or_default()
 }
 
 /// Identity hash for metadata addresses (already unique; no SipHash on
@@ -512,7 +602,9 @@ pub(crate) fn is_valid(number: &PhoneNumber) -> bool {
     valid(number.country().code(), &number.national().to_string())
 }
 
-/// What [`parse`] made of a text.
+/// What [`parse`] made of a text (the form the tests compare with the
+/// crate's).
+#[cfg(test)]
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Parsed {
     /// Calling code and national significant number (leading zeros kept),
@@ -528,13 +620,6 @@ fn is_separator(b: u8) -> bool {
     matches!(b, b'-' | b'.' | b'(' | b')')
 }
 
-fn digits_of(s: &str) -> String {
-    s.bytes()
-        .filter(u8::is_ascii_digit)
-        .map(char::from)
-        .collect()
-}
-
 /// Where the country calling code comes from (the crate's `Source`).
 #[derive(PartialEq, Eq)]
 enum Source {
@@ -546,26 +631,54 @@ enum Source {
 /// `phonenumber::parse(country, text)` for texts made of ASCII digits,
 /// spaces, `-`, `.`, parentheses and one `+` at the start (or after an
 /// opening parenthesis), with at least three digits.
+#[cfg(test)]
 pub(crate) fn parse(country: Option<Id>, text: &str) -> Parsed {
+    match parse_num(country, text) {
+        Read::Number(code, national) => Parsed::Number(code, national.as_str().to_owned()),
+        Read::Invalid => Parsed::Invalid,
+        Read::Unsupported => Parsed::Unsupported,
+    }
+}
+
+/// Whether `text`, read in `country` (`None`: international form only), is
+/// a valid number, as `phonenumber::parse` then `phonenumber::is_valid`
+/// say; `None` for text outside the alphabet [`parse_num`] reads (the
+/// crate then decides).
+pub(crate) fn parse_and_validate(country: Option<Id>, text: &str) -> Option<bool> {
+    match parse_num(country, text) {
+        Read::Number(code, national) => Some(valid(code, national.as_str())),
+        Read::Invalid => Some(false),
+        Read::Unsupported => None,
+    }
+}
+
+/// [`Parsed`] with the national number in a [`Num`].
+enum Read {
+    Number(u16, Num),
+    Invalid,
+    Unsupported,
+}
+
+fn parse_num(country: Option<Id>, text: &str) -> Read {
     let b = text.as_bytes();
     if !b
         .iter()
         .all(|&c| c.is_ascii_digit() || c == b' ' || c == b'+' || is_separator(c))
         || b.iter().filter(|c| c.is_ascii_digit()).count() < 3
     {
-        return Parsed::Unsupported;
+        return Read::Unsupported;
     }
     match text.find('+') {
         None | Some(0) => {}
         Some(1) if b[0] == b'(' => {}
-        Some(_) => return Parsed::Unsupported,
+        Some(_) => return Read::Unsupported,
     }
     if text.matches('+').count() > 1 {
-        return Parsed::Unsupported;
+        return Read::Unsupported;
     }
     // RFC 3966 reading (no spaces): `+code` up to the first separator, then
     // digits and separators; or digits and separators alone.
-    let mut prefix: Option<String> = None;
+    let mut rfc_code: Option<&str> = None;
     let raw: &str;
     let rfc_plus = text
         .strip_prefix('+')
@@ -574,7 +687,7 @@ pub(crate) fn parse(country: Option<Id>, text: &str) -> Parsed {
     if !text.contains(' ') && !text.contains('+') {
         raw = text;
     } else if let (false, Some((rest, k))) = (text.contains(' '), rfc_plus) {
-        prefix = Some(rest[..k].to_owned());
+        rfc_code = Some(&rest[..k]);
         raw = &rest[k..];
     } else {
         // Natural reading: from the first `+` or digit; trailing characters
@@ -590,15 +703,15 @@ pub(crate) fn parse(country: Option<Id>, text: &str) -> Parsed {
     let raw_digits = raw.bytes().filter(u8::is_ascii_digit).count();
     let viable = raw.len() >= MIN_NSN && (raw_digits >= 3 || (raw_digits == 2 && raw.len() == 2));
     if !viable {
-        return Parsed::Invalid;
+        return Read::Invalid;
     }
     let home: Option<(&'static Metadata, &'static Region)> = match country {
         Some(id) => {
             let Some(meta) = metadata(id) else {
-                return Parsed::Unsupported;
+                return Read::Unsupported;
             };
             let Some(r) = region(meta) else {
-                return Parsed::Unsupported;
+                return Read::Unsupported;
             };
             Some((meta, r))
         }
@@ -613,101 +726,102 @@ pub(crate) fn parse(country: Option<Id>, text: &str) -> Parsed {
         (m.start() == 0 && !national[m.end()..].starts_with('0')).then_some(m.end())
     };
     let mut source;
-    let mut national;
-    if prefix.is_some() {
+    let Some(mut national) = Num::digits(raw.strip_prefix('+').unwrap_or(raw)) else {
+        return Read::Unsupported;
+    };
+    if rfc_code.is_some() {
         source = Source::Plus;
-        national = digits_of(raw);
-    } else if let Some(rest) = raw.strip_prefix('+') {
+    } else if raw.starts_with('+') {
         source = Source::Plus;
-        national = digits_of(rest);
-        if let Some(end) = strip_idd(&national) {
-            national.drain(..end);
+        if let Some(end) = strip_idd(national.as_str()) {
+            national.drain(end);
         }
     } else {
         source = Source::Default;
-        national = digits_of(raw);
-        if let Some(end) = strip_idd(&national) {
+        if let Some(end) = strip_idd(national.as_str()) {
             source = Source::Idd;
-            national.drain(..end);
+            national.drain(end);
         }
     }
     // Country calling code (`helper::country_code`).
+    let code: u16;
     if source == Source::Default {
         let Some((_, r)) = &home else {
-            return Parsed::Invalid;
+            return Read::Invalid;
         };
-        let code = r.country_code.to_string();
-        if national.starts_with(&code)
-            && (!r.general_match(&national)
+        let mut buf = [0u8; 5];
+        let own = decimal(r.country_code, &mut buf);
+        if national.as_str().starts_with(own)
+            && (!r.general_match(national.as_str())
                 || !matches!(
                     r.length(national.len()),
                     Length::Possible | Length::LocalOnly
                 ))
         {
-            national.drain(..code.len());
+            national.drain(own.len());
         }
-        prefix = Some(code);
+        code = r.country_code;
     } else {
         if national.len() <= MIN_NSN {
-            return Parsed::Invalid;
+            return Read::Invalid;
         }
-        match &prefix {
+        match rfc_code {
             Some(p) => match p.parse::<u16>() {
-                Ok(c) if known_code(c) => {}
-                _ => return Parsed::Invalid,
+                Ok(c) if known_code(c) => code = c,
+                _ => return Read::Invalid,
             },
             None => {
-                if national.starts_with('0') {
-                    return Parsed::Invalid;
+                let digits = national.as_str();
+                if digits.starts_with('0') {
+                    return Read::Invalid;
                 }
                 let found = (1..=3).find_map(|len| {
-                    let c = national[..len].parse::<u16>().ok()?;
+                    let c = digits.get(..len)?.parse::<u16>().ok()?;
                     known_code(c).then_some((len, c))
                 });
                 let Some((len, c)) = found else {
-                    return Parsed::Invalid;
+                    return Read::Invalid;
                 };
-                national.drain(..len);
-                prefix = Some(c.to_string());
+                national.drain(len);
+                code = c;
             }
         }
     }
-    let Some(Ok(code)) = prefix.as_deref().map(str::parse::<u16>) else {
-        return Parsed::Invalid;
-    };
     // The metadata for national prefixes: the default region's, else the
     // calling code's.
     let meta = match &home {
         Some((m, _)) => Some(*m),
-        None => match source_for(code, national.trim_start_matches('0')) {
+        None => match source_for(code, national.as_str().trim_start_matches('0')) {
             Ok(m) => m.map(|(m, _)| m),
-            Err(()) => return Parsed::Unsupported,
+            Err(()) => return Read::Unsupported,
         },
     };
     if let Some(meta) = meta {
         let Some(r) = region(meta) else {
-            return Parsed::Unsupported;
+            return Read::Unsupported;
         };
-        let Some(mut potential) = r.strip_prefix_for_parsing(national.clone()) else {
-            return Parsed::Invalid;
+        let mut potential = match r.strip_prefix_for_parsing(national) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Read::Invalid,
+            Err(()) => return Read::Unsupported,
         };
         if let Some(p) = &r.national_prefix
-            && potential.starts_with(p.as_str())
+            && potential.as_str().starts_with(p.as_str())
         {
-            potential.drain(..p.len());
+            potential.drain(p.len());
         }
         if r.length(potential.len()) != Length::TooShort {
             national = potential;
         }
     }
     if national.len() < MIN_NSN || national.len() > MAX_NSN {
-        return Parsed::Invalid;
+        return Read::Invalid;
     }
     // `NationalNumber`: leading zeros counted, the rest a number below 2^56.
-    let rest = national.trim_start_matches('0');
+    let rest = national.as_str().trim_start_matches('0');
     match rest.parse::<u64>() {
-        Ok(v) if v < (1 << 56) => Parsed::Number(code, national),
-        _ => Parsed::Invalid,
+        Ok(v) if v < (1 << 56) => Read::Number(code, national),
+        _ => Read::Invalid,
     }
 }
 

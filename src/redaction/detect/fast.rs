@@ -548,19 +548,22 @@ fn at_boundary(hay: &[u8], p: usize) -> Result<u32, Asked> {
     let h = &hay[p..];
     let mut mask = 0;
     if email_local(b) {
-        let r = run_end(&hay[..hay.len().min(p + EMAIL_RUN + 1)], p, email_local);
-        if r - p <= EMAIL_RUN {
+        // One pass over the local-part run (bounded): the name run is its
+        // part before the first `%` or `+`.
+        let r = run_end(&hay[..hay.len().min(p + NAME_RUN + 1)], p, email_local);
+        let whole = r - p <= NAME_RUN;
+        if whole {
             run_stops(hay, r)?;
-            if hay.get(r) == Some(&b'@') {
-                mask |= bit(Kind::Email);
-            }
         }
-    }
-    if name_char(b) {
-        let g = run_end(&hay[..hay.len().min(p + NAME_RUN + 1)], p, name_char);
-        if g - p <= NAME_RUN {
-            run_stops(hay, g)?;
-            if assignment_follows(hay, g) && has_secret_word(&hay[p..g]) {
+        if r - p <= EMAIL_RUN && hay.get(r) == Some(&b'@') {
+            mask |= bit(Kind::Email);
+        }
+        if name_char(b) {
+            let g = hay[p..r]
+                .iter()
+                .position(|&c| c == b'%' || c == b'+')
+                .map_or(r, |i| p + i);
+            if (g < r || whole) && assignment_follows(hay, g) && has_secret_word(&hay[p..g]) {
                 mask |= bit(Kind::Generic);
             }
         }
@@ -652,9 +655,13 @@ static CLASS: [u8; 256] = {
 /// follows decides.
 fn at_word(hay: &[u8], p: usize, r: usize) -> Result<u32, Asked> {
     use super::Kind;
-    run_stops(hay, r)?;
-    let b = hay[p];
     let word = &hay[p..r];
+    // What follows a longer word decides nothing (no local part, name or
+    // hex group is that long).
+    if word.len() <= NAME_RUN {
+        run_stops(hay, r)?;
+    }
+    let b = hay[p];
     let mut mask = 0;
     match hay.get(r) {
         Some(b'@') if word.len() <= EMAIL_RUN => mask |= bit(Kind::Email),
