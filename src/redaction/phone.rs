@@ -578,6 +578,15 @@ fn source_for(code: u16, national: &str) -> Result<Option<(&'static Metadata, bo
 /// Whether a national significant number is valid for a calling code,
 /// with the same verdict as `phonenumber::is_valid`.
 pub(crate) fn valid(code: u16, national: &str) -> bool {
+    valid_from(code, national, None)
+}
+
+/// [`source_for`]'s answer.
+type SourceFor = Result<Option<(&'static Metadata, bool)>, ()>;
+
+/// [`valid`], given [`source_for`]'s answer for this number when already
+/// known.
+fn valid_from(code: u16, national: &str, known: Option<SourceFor>) -> bool {
     // A number is valid only if the general description of the region
     // chosen allows its length: with several regions, no run when none does.
     if let Some(CodeRegions::Several(_, leading)) = code_regions(code)
@@ -589,7 +598,7 @@ pub(crate) fn valid(code: u16, national: &str) -> bool {
     {
         return false;
     }
-    match source_for(code, national) {
+    match known.unwrap_or_else(|| source_for(code, national)) {
         Ok(Some((_, true))) => true,
         Ok(Some((meta, false))) => region(meta).is_some_and(|r| r.has_type(national)),
         Ok(None) | Err(()) => false,
@@ -634,7 +643,7 @@ enum Source {
 #[cfg(test)]
 pub(crate) fn parse(country: Option<Id>, text: &str) -> Parsed {
     match parse_num(country, text) {
-        Read::Number(code, national) => Parsed::Number(code, national.as_str().to_owned()),
+        Read::Number(code, national, _) => Parsed::Number(code, national.as_str().to_owned()),
         Read::Invalid => Parsed::Invalid,
         Read::Unsupported => Parsed::Unsupported,
     }
@@ -646,15 +655,16 @@ pub(crate) fn parse(country: Option<Id>, text: &str) -> Parsed {
 /// crate then decides).
 pub(crate) fn parse_and_validate(country: Option<Id>, text: &str) -> Option<bool> {
     match parse_num(country, text) {
-        Read::Number(code, national) => Some(valid(code, national.as_str())),
+        Read::Number(code, national, known) => Some(valid_from(code, national.as_str(), known)),
         Read::Invalid => Some(false),
         Read::Unsupported => None,
     }
 }
 
-/// [`Parsed`] with the national number in a [`Num`].
+/// [`Parsed`] with the national number in a [`Num`], and [`source_for`]'s
+/// answer for it when parsing already asked.
 enum Read {
-    Number(u16, Num),
+    Number(u16, Num, Option<SourceFor>),
     Invalid,
     Unsupported,
 }
@@ -789,12 +799,20 @@ fn parse_num(country: Option<Id>, text: &str) -> Read {
     }
     // The metadata for national prefixes: the default region's, else the
     // calling code's.
+    let mut asked: Option<(Num, SourceFor)> = None;
     let meta = match &home {
         Some((m, _)) => Some(*m),
-        None => match source_for(code, national.as_str().trim_start_matches('0')) {
-            Ok(m) => m.map(|(m, _)| m),
-            Err(()) => return Read::Unsupported,
-        },
+        None => {
+            let trimmed = national.as_str().trim_start_matches('0');
+            let found = source_for(code, trimmed);
+            if trimmed.len() == national.len() {
+                asked = Some((national, found));
+            }
+            match found {
+                Ok(m) => m.map(|(m, _)| m),
+                Err(()) => return Read::Unsupported,
+            }
+        }
     };
     if let Some(meta) = meta {
         let Some(r) = region(meta) else {
@@ -820,7 +838,12 @@ fn parse_num(country: Option<Id>, text: &str) -> Read {
     // `NationalNumber`: leading zeros counted, the rest a number below 2^56.
     let rest = national.as_str().trim_start_matches('0');
     match rest.parse::<u64>() {
-        Ok(v) if v < (1 << 56) => Read::Number(code, national),
+        Ok(v) if v < (1 << 56) => {
+            let known = asked
+                .filter(|(n, _)| n.as_str() == national.as_str())
+                .map(|(_, found)| found);
+            Read::Number(code, national, known)
+        }
         _ => Read::Invalid,
     }
 }
