@@ -1910,6 +1910,16 @@ mod fast_tests {
             .prop_map(|v| v.into_iter().collect())
     }
 
+    /// Where a span of `t` ends when up to three bytes are still to arrive
+    /// (`cut % 4`, moved forward to a char boundary): text still streaming.
+    fn arriving_end(t: &str, cut: usize) -> usize {
+        let mut end = t.len().saturating_sub(cut % 4);
+        while !t.is_char_boundary(end) {
+            end += 1;
+        }
+        end
+    }
+
     fn detector() -> &'static Detector {
         static D: std::sync::OnceLock<Detector> = std::sync::OnceLock::new();
         D.get_or_init(|| Detector::new(None, &[]).expect("built-in patterns"))
@@ -1928,10 +1938,7 @@ mod fast_tests {
         #[test]
         fn matchers_agree_with_the_regexes(t in text(), cut in 0usize..48) {
             // `end` < len: text that is still arriving (the stream's span).
-            let mut end = t.len().saturating_sub(cut % 4);
-            while !t.is_char_boundary(end) {
-                end += 1;
-            }
+            let end = arriving_end(&t, cut);
             let hay = &t.as_bytes()[..end];
             for s in (0..end).filter(|&s| t.is_char_boundary(s)) {
                 for (kind, quick) in [
@@ -2092,14 +2099,14 @@ mod fast_tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(std::env::var("FAST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)))]
+        // `FAST_CASES=200000` runs a longer search (release build advised).
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("FAST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+        ))]
 
         #[test]
         fn value_matchers_agree_with_the_regexes(t in pieces(), cut in 0usize..8) {
-            let mut end = t.len().saturating_sub(cut % 4);
-            while !t.is_char_boundary(end) {
-                end += 1;
-            }
+            let end = arriving_end(&t, cut);
             let hay = &t.as_bytes()[..end];
             for s in (0..end).filter(|&s| t.is_char_boundary(s)) {
                 for kind in [
@@ -2132,10 +2139,7 @@ mod fast_tests {
             from in 0usize..64,
             json in any::<bool>(),
         ) {
-            let mut end = t.len().saturating_sub(cut % 4);
-            while !t.is_char_boundary(end) {
-                end += 1;
-            }
+            let end = arriving_end(&t, cut);
             let mut pos = from.min(end);
             while !t.is_char_boundary(pos) {
                 pos += 1;
