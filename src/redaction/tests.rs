@@ -660,6 +660,25 @@ fn long_runs_are_not_rescanned_and_values_after_them_are_found() {
     let t = format!("{}.dana@example.com", "x".repeat(200));
     let found: Vec<&str> = r.detect(&t).iter().map(|s| &t[s.start..s.end]).collect();
     assert_eq!(found, ["dana@example.com"]);
+    // Runs of scheme characters holding many possible starts (from the
+    // differential review of the hand-written search: each start re-read
+    // the rest of the run, 6.6 s for 200 KB of `1.` in a release build).
+    for run in [
+        "1.".repeat(100_000),
+        "sk-".repeat(66_000),
+        "2024-01-15-".repeat(18_000),
+        "M10.5-3.2l12.3-4.5-6.7c".repeat(9_000),
+        "de-ad-be-ef-00-11-".repeat(11_000),
+    ] {
+        let t = format!("{run} card 4111 1111 1111 1111");
+        let found: Vec<&str> = r.detect(&t).iter().map(|s| &t[s.start..s.end]).collect();
+        assert_eq!(
+            found.last(),
+            Some(&"4111 1111 1111 1111"),
+            "{}…",
+            &run[..24]
+        );
+    }
     let t = format!(
         "{}+https://user:hunter2hunter2@db.example/",
         "x".repeat(100)

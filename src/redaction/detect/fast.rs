@@ -789,7 +789,12 @@ pub(crate) fn next(hay: &[u8], pos: usize, until: usize, json: bool) -> Next {
             }
             if matches!(hay.get(r), Some(b':' | b'+' | b'.' | b'-')) {
                 if p >= scheme_end {
-                    scheme_end = run_end(hay, r, scheme_char);
+                    // A scheme is at most 16 characters: a `://` further than
+                    // that from this word starts no URL in it. (Reading the
+                    // whole run here, once per start found in it, made long
+                    // runs such as `1.1.1.…` or `sk-sk-…` quadratic.)
+                    let cap = hay.len().min(r + 17);
+                    scheme_end = run_end(&hay[..cap], r, scheme_char);
                 }
                 if hay[scheme_end..].starts_with(b"://") {
                     // [A-Za-z][A-Za-z0-9+.\-]{1,15}://
