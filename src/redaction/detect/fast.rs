@@ -1,9 +1,11 @@
-//! Hand-written equivalents of the anchored searches that run most
-//! often — the card, SSN and IPv4 patterns at an ASCII digit — and of the
-//! start-set search at such a digit. Each answers only for plain ASCII
-//! text and says [`Match::Ask`] as soon as a byte could take the regex
-//! another way (a non-ASCII digit, separator or zero-width character);
-//! the tests compare them with the regexes on random text.
+//! Hand-written equivalents of the regex searches of `detect.rs` for ASCII
+//! text without custom patterns: the start search ([`next`]: where a value
+//! may start and which patterns may start there) and the anchored searches
+//! of the card, SSN, IPv4, phone, e-mail, IBAN and key patterns. Each
+//! answers only what it can decide from ASCII and otherwise says
+//! [`Match::Ask`] / [`Next::Ask`], so the regex decides (a non-ASCII digit,
+//! letter, separator, zero-width character, fullwidth `＠`, or a JSON
+//! escape); the tests in `detect.rs` compare them with the regexes.
 
 /// What a hand-written matcher found, anchored at a start.
 #[derive(Debug, PartialEq, Eq)]
@@ -217,6 +219,38 @@ pub(crate) fn email(hay: &[u8], s: usize) -> Match {
     .into()
 }
 
+/// `[A-Z]{2}[0-9]{2}`: how an IBAN starts.
+fn iban_start(h: &[u8]) -> bool {
+    h.len() >= 4
+        && h[0].is_ascii_uppercase()
+        && h[1].is_ascii_uppercase()
+        && h[2].is_ascii_digit()
+        && h[3].is_ascii_digit()
+}
+
+/// `AKIA|ASIA|ABIA|ACCA`: how an AWS access key id starts.
+fn aws_start(h: &[u8]) -> bool {
+    [b"AKIA", b"ASIA", b"ABIA", b"ACCA"]
+        .iter()
+        .any(|k| h.starts_with(&k[..]))
+}
+
+/// `gh[pousr]_`: how a classic GitHub token starts.
+fn github_start(h: &[u8]) -> bool {
+    h.len() >= 4
+        && h.starts_with(b"gh")
+        && matches!(h[2], b'p' | b'o' | b'u' | b's' | b'r')
+        && h[3] == b'_'
+}
+
+/// `xox[abposr]-`: how a Slack token starts.
+fn slack_start(h: &[u8]) -> bool {
+    h.len() >= 5
+        && h.starts_with(b"xox")
+        && matches!(h[3], b'a' | b'b' | b'p' | b'o' | b's' | b'r')
+        && h[4] == b'-'
+}
+
 /// The IBAN pattern `[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}` anchored at `s`
 /// (ASCII only, so always decided): each step takes a space only when an
 /// upper-case letter or digit follows it.
@@ -225,13 +259,7 @@ pub(crate) fn iban(hay: &[u8], s: usize) -> Match {
         hay.get(i)
             .is_some_and(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
     };
-    let ok = hay.get(s..s + 4).is_some_and(|h| {
-        h[0].is_ascii_uppercase()
-            && h[1].is_ascii_uppercase()
-            && h[2].is_ascii_digit()
-            && h[3].is_ascii_digit()
-    });
-    if !ok {
+    if !iban_start(&hay[s..]) {
         return Match::None;
     }
     let mut p = s + 4;
@@ -264,23 +292,15 @@ pub(crate) fn key(kind: super::Kind, hay: &[u8], s: usize) -> Match {
     };
     let end = match kind {
         // (?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}
-        Kind::Aws => {
-            let prefix = [b"AKIA", b"ASIA", b"ABIA", b"ACCA"]
+        Kind::Aws => (aws_start(h)
+            && h.len() >= 20
+            && h[4..20]
                 .iter()
-                .any(|p| h.starts_with(&p[..]));
-            (prefix
-                && h.len() >= 20
-                && h[4..20]
-                    .iter()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
-            .then_some(s + 20)
-        }
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
+        .then_some(s + 20),
         // gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}
         Kind::GitHub => {
-            let first = (h.len() >= 4
-                && h.starts_with(b"gh")
-                && matches!(h[2], b'p' | b'o' | b'u' | b's' | b'r')
-                && h[3] == b'_')
+            let first = github_start(h)
                 .then(|| run(4, |b: u8| b.is_ascii_alphanumeric(), 36))
                 .flatten();
             first.or_else(|| {
@@ -315,10 +335,7 @@ pub(crate) fn key(kind: super::Kind, hay: &[u8], s: usize) -> Match {
             .then(|| run(3, token_char, 20))
             .flatten(),
         // xox[abposr]-[A-Za-z0-9\-]{10,}
-        Kind::Slack => (h.len() >= 5
-            && h.starts_with(b"xox")
-            && matches!(h[3], b'a' | b'b' | b'p' | b'o' | b's' | b'r')
-            && h[4] == b'-')
+        Kind::Slack => slack_start(h)
             .then(|| run(5, |b: u8| b.is_ascii_alphanumeric() || b == b'-', 10))
             .flatten(),
         // eyJ[A-Za-z0-9_\-]{4,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{8,}
@@ -586,12 +603,7 @@ fn at_boundary(hay: &[u8], p: usize) -> Result<u32, Asked> {
             _ => {}
         }
     } else if b.is_ascii_alphabetic() {
-        if h.len() >= 4
-            && h[0].is_ascii_uppercase()
-            && h[1].is_ascii_uppercase()
-            && h[2].is_ascii_digit()
-            && h[3].is_ascii_digit()
-        {
+        if iban_start(h) {
             mask |= bit(Kind::Iban);
         }
         match b {
@@ -601,27 +613,9 @@ fn at_boundary(hay: &[u8], p: usize) -> Result<u32, Asked> {
                     mask |= bit(Kind::Anthropic);
                 }
             }
-            b'A' if [b"AKIA", b"ASIA", b"ABIA", b"ACCA"]
-                .iter()
-                .any(|k| h.starts_with(&k[..])) =>
-            {
-                mask |= bit(Kind::Aws)
-            }
-            b'g' if (h.len() >= 4
-                && h.starts_with(b"gh")
-                && matches!(h[2], b'p' | b'o' | b'u' | b's' | b'r')
-                && h[3] == b'_')
-                || h.starts_with(b"github_pat_") =>
-            {
-                mask |= bit(Kind::GitHub)
-            }
-            b'x' if h.len() >= 5
-                && h.starts_with(b"xox")
-                && matches!(h[3], b'a' | b'b' | b'p' | b'o' | b's' | b'r')
-                && h[4] == b'-' =>
-            {
-                mask |= bit(Kind::Slack)
-            }
+            b'A' if aws_start(h) => mask |= bit(Kind::Aws),
+            b'g' if github_start(h) || h.starts_with(b"github_pat_") => mask |= bit(Kind::GitHub),
+            b'x' if slack_start(h) => mask |= bit(Kind::Slack),
             b'e' if h.starts_with(b"eyJ") => mask |= bit(Kind::Jwt),
             _ => {}
         }
@@ -683,19 +677,11 @@ fn at_word(hay: &[u8], p: usize, r: usize) -> Result<u32, Asked> {
     }
     if b.is_ascii_digit() {
         mask |= bit(Kind::Card) | bit(Kind::Ssn) | bit(Kind::Ipv4) | bit(Kind::Phone);
-    } else if word.len() >= 4 {
-        if word[0].is_ascii_uppercase()
-            && word[1].is_ascii_uppercase()
-            && word[2].is_ascii_digit()
-            && word[3].is_ascii_digit()
-        {
+    } else {
+        if iban_start(word) {
             mask |= bit(Kind::Iban);
         }
-        if b == b'A'
-            && [b"AKIA", b"ASIA", b"ABIA", b"ACCA"]
-                .iter()
-                .any(|k| word.starts_with(&k[..]))
-        {
+        if aws_start(word) {
             mask |= bit(Kind::Aws);
         }
     }
