@@ -1279,7 +1279,7 @@ pub(crate) mod prefilter {
     }
 
     /// Maximal runs of lines (byte ranges, line breaks excluded at the ends)
-    /// that hold a trigger.
+    /// that hold a trigger byte or a [`PREFIX_LITERALS`] one.
     pub(crate) fn trigger_lines(hay: &[u8]) -> Vec<(usize, usize)> {
         let mut out: Vec<(usize, usize)> = Vec::new();
         let mut pos = 0;
@@ -1296,30 +1296,47 @@ pub(crate) mod prefilter {
             }
             pos = end + 1;
         }
-        // Prefixes of values without trigger bytes: scan their lines too.
-        if has_prefix_literal(hay) {
-            // Positions ascend: one line lookup per line, not per hit.
-            let mut line_end = None;
-            for t in prefix_literals(hay) {
-                if line_end.is_some_and(|e| t < e) {
-                    continue;
+        // Prefixes of values without trigger bytes: their lines too. Only
+        // the gaps between the lines found can hold such a line (a prefix
+        // holds no line break), and on text dense with values there are
+        // none to search.
+        let mut extra: Vec<(usize, usize)> = Vec::new();
+        let mut gap_start = 0;
+        let gaps = out
+            .iter()
+            .map(|&(a, b)| (a, b + 1))
+            .chain([(hay.len(), hay.len())]);
+        for (a, next) in gaps {
+            if gap_start < a {
+                let gap = &hay[gap_start..a];
+                // Positions ascend: one line lookup per line, not per hit.
+                let mut line_end = None;
+                for t in prefix_literals(gap) {
+                    let t = gap_start + t;
+                    if line_end.is_some_and(|e| t < e) {
+                        continue;
+                    }
+                    let start = memchr::memrchr(b'\n', &hay[..t]).map_or(0, |i| i + 1);
+                    let end = memchr::memchr(b'\n', &hay[t..]).map_or(hay.len(), |i| t + i);
+                    line_end = Some(end);
+                    extra.push((start, end));
                 }
-                let start = memchr::memrchr(b'\n', &hay[..t]).map_or(0, |i| i + 1);
-                let end = memchr::memchr(b'\n', &hay[t..]).map_or(hay.len(), |i| t + i);
-                line_end = Some(end);
-                out.push((start, end));
             }
-            out.sort_unstable();
-            let mut merged: Vec<(usize, usize)> = Vec::with_capacity(out.len());
-            for (a, b) in out {
-                match merged.last_mut() {
-                    Some(last) if last.1 + 1 >= a => last.1 = last.1.max(b),
-                    _ => merged.push((a, b)),
-                }
-            }
-            return merged;
+            gap_start = next;
         }
-        out
+        if extra.is_empty() {
+            return out;
+        }
+        out.extend(extra);
+        out.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(out.len());
+        for (a, b) in out {
+            match merged.last_mut() {
+                Some(last) if last.1 + 1 >= a => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        merged
     }
 }
 

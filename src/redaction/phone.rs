@@ -8,8 +8,9 @@
 //! regexes one after another: about 10 µs per number, most of the redaction
 //! time on text dense with phone numbers. This module gives the same answers
 //! from per-region automata built once (all of a region's number-type
-//! patterns in one anchored multi-pattern search) and a direct reading of the
-//! candidate, which the detector's phone pattern has already reduced to
+//! patterns in one fully compiled, anchored multi-pattern DFA, walked state
+//! by state with no cache or allocation per number) and a direct reading of
+//! the candidate, which the detector's phone pattern has already reduced to
 //! digits, spaces, `-`, `.`, parentheses and a leading `+`.
 //!
 //! It mirrors `phonenumber` 0.3.10 (metadata 9.0.33) rule for rule, quirks
@@ -44,17 +45,16 @@ use std::sync::OnceLock;
 use phonenumber::PhoneNumber;
 use phonenumber::country::Id;
 use phonenumber::metadata::{DATABASE, Descriptor, Metadata};
+use regex_automata::dfa::{Automaton, StartKind, dense};
 use regex_automata::util::syntax;
-use regex_automata::{Anchored, Input, MatchKind, PatternSet, meta};
+use regex_automata::{Anchored, Input, MatchKind};
 
 /// Compiles the [`DEFAULT_REGIONS`] and the calling-code tables now (once per
 /// process), so that the first response with a phone number does not wait
 /// for them.
 pub(crate) fn warm() {
     for id in DEFAULT_REGIONS {
-        if let Some(meta) = DATABASE.by_id(id.as_ref()) {
-            let _ = region(meta);
-        }
+        let _ = home_region(id);
     }
     let _ = known_code(1);
     for id in DEFAULT_REGIONS {
@@ -83,19 +83,21 @@ pub(crate) const DEFAULT_REGIONS: [Id; 12] = [
     Id::BR,
 ];
 
-/// The database's metadata for a region; the [`DEFAULT_REGIONS`]' looked
-/// up once (the database hashes the id's text on every lookup).
-fn metadata(id: Id) -> Option<&'static Metadata> {
-    static DEFAULTS: OnceLock<Vec<Option<&'static Metadata>>> = OnceLock::new();
-    let defaults = DEFAULTS.get_or_init(|| {
-        DEFAULT_REGIONS
-            .iter()
-            .map(|r| DATABASE.by_id(r.as_ref()))
-            .collect()
-    });
+/// A region's metadata and its compiled form; the [`DEFAULT_REGIONS`]'
+/// looked up once (the database hashes the id's text on every lookup).
+fn home_region(id: Id) -> Option<(&'static Metadata, &'static Region)> {
+    fn lookup(id: Id) -> Option<(&'static Metadata, &'static Region)> {
+        let meta = DATABASE.by_id(id.as_ref())?;
+        Some((meta, region(meta)?))
+    }
+    static DEFAULTS: OnceLock<Vec<Option<(&'static Metadata, &'static Region)>>> = OnceLock::new();
     match DEFAULT_REGIONS.iter().position(|&r| r == id) {
-        Some(i) => defaults.get(i).copied().flatten(),
-        None => DATABASE.by_id(id.as_ref()),
+        Some(i) => DEFAULTS
+            .get_or_init(|| DEFAULT_REGIONS.iter().map(|&r| lookup(r)).collect())
+            .get(i)
+            .copied()
+            .flatten(),
+        None => lookup(id),
     }
 }
 
@@ -106,11 +108,13 @@ const MAX_NSN: usize = 17;
 /// One region's metadata, compiled.
 struct Region {
     /// Pattern 0: the general description; then one per number type.
-    set: meta::Regex,
-    /// The general description alone.
-    general: meta::Regex,
+    set: Dfa,
     /// Allowed national-number lengths per pattern of `set` (empty: any).
     lengths: Vec<Vec<u16>>,
+    /// The same as bit sets (bit `1 << length`; all bits: any length).
+    /// Numbers read here have at most [`Num::CAP`] digits, so lengths from
+    /// 64 up can never match and are left out.
+    length_bits: Vec<u64>,
     /// Lengths of numbers diallable only locally (general description).
     local_lengths: Vec<u16>,
     country_code: u16,
@@ -122,7 +126,7 @@ struct Region {
     prefix_for_parsing_literal: Option<String>,
     national_prefix_transform_rule: Option<String>,
     /// The international (IDD) prefix pattern.
-    international_prefix: Option<regex::Regex>,
+    international_prefix: Option<Dfa>,
 }
 
 /// The crate's `Validation` of a number's length, as far as parsing needs it.
@@ -134,22 +138,89 @@ enum Length {
     Other,
 }
 
-fn compile(patterns: &[&str], kind: MatchKind) -> Option<meta::Regex> {
-    // The crate compiles its metadata patterns with `ignore_whitespace`.
-    // They only ever see national numbers in ASCII digits, where a Unicode
-    // `\d` and `[0-9]` match alike; compiled without Unicode the automata
-    // take 16 times less memory (4.7 MB for all 254 metadata entries, 74 MB
-    // with Unicode classes).
-    meta::Regex::builder()
-        .syntax(
-            syntax::Config::new()
-                .ignore_whitespace(true)
-                .unicode(false)
-                .utf8(false),
-        )
-        .configure(meta::Config::new().match_kind(kind))
-        .build_many(patterns)
-        .ok()
+/// A metadata pattern set compiled into a dense DFA, searched anchored at
+/// the start of a national number: a walk over a table, with no cache,
+/// pool or allocation per search. The crate compiles its metadata patterns
+/// with `ignore_whitespace`; they only ever see national numbers in ASCII
+/// digits, where a Unicode `\d` and `[0-9]` match alike, so they are
+/// compiled without Unicode. All 254 regions' number-type sets take
+/// 1.8 MB this way (the largest, CN, 35 KB; about 0.6 ms each to build).
+struct Dfa(dense::DFA<Vec<u32>>);
+
+/// Bound on one automaton's size (bytes), far above the largest region's
+/// (35 KB); a set past it is left to the crate.
+const DFA_LIMIT: usize = 4 << 20;
+
+impl Dfa {
+    /// `None` if a pattern does not compile, the automaton would pass
+    /// [`DFA_LIMIT`], or there are more than 64 patterns (the crate then
+    /// decides).
+    fn new(patterns: &[&str], kind: MatchKind) -> Option<Dfa> {
+        if patterns.len() > 64 {
+            return None;
+        }
+        dense::Builder::new()
+            .syntax(
+                syntax::Config::new()
+                    .ignore_whitespace(true)
+                    .unicode(false)
+                    .utf8(false),
+            )
+            .configure(
+                dense::Config::new()
+                    .match_kind(kind)
+                    .start_kind(StartKind::Anchored)
+                    .minimize(false)
+                    .dfa_size_limit(Some(DFA_LIMIT))
+                    .determinize_size_limit(Some(DFA_LIMIT)),
+            )
+            .build_many(patterns)
+            .ok()
+            .map(Dfa)
+    }
+
+    /// The patterns (bit `1 << id`) with a match beginning at the start of
+    /// `hay`, ending anywhere: what an anchored overlapping search of a
+    /// [`MatchKind::All`] automaton reports. (The patterns have no
+    /// look-around and no byte makes the automaton quit, so a walk over its
+    /// states decides.)
+    fn starting(&self, hay: &[u8]) -> u64 {
+        let dfa = &self.0;
+        let Ok(mut s) = dfa.start_state_forward(&Input::new(hay).anchored(Anchored::Yes)) else {
+            return 0;
+        };
+        let mut found = 0u64;
+        let mut collect = |s| {
+            if dfa.is_match_state(s) {
+                for i in 0..dfa.match_len(s) {
+                    found |= 1 << dfa.match_pattern(s, i).as_usize();
+                }
+            }
+        };
+        for &b in hay {
+            s = dfa.next_state(s, b);
+            if dfa.is_special_state(s) {
+                if dfa.is_dead_state(s) || dfa.is_quit_state(s) {
+                    return found;
+                }
+                collect(s);
+            }
+        }
+        collect(dfa.next_eoi_state(s));
+        found
+    }
+
+    /// The end of the leftmost-first match beginning at the start of `hay`
+    /// (a [`MatchKind::LeftmostFirst`] automaton): what the crate's
+    /// unanchored `find` returns when its match starts at 0.
+    fn anchored_end(&self, hay: &[u8]) -> Option<usize> {
+        let input = Input::new(hay).anchored(Anchored::Yes);
+        self.0
+            .try_search_fwd(&input)
+            .ok()
+            .flatten()
+            .map(|m| m.offset())
+    }
 }
 
 fn compile_regex(pattern: &str) -> Option<regex::Regex> {
@@ -183,10 +254,17 @@ impl Region {
             Some(re) => compile_regex(re).map(Some),
             None => Some(None),
         };
+        let international_prefix = match meta.international_prefix() {
+            Some(re) => Some(Dfa::new(&[re.as_str()], MatchKind::LeftmostFirst)?),
+            None => None,
+        };
         Some(Region {
-            set: compile(&sources, MatchKind::All)?,
-            general: compile(&sources[..1], MatchKind::LeftmostFirst)?,
+            set: Dfa::new(&sources, MatchKind::All)?,
             lengths: descs.iter().map(|d| d.possible_length().to_vec()).collect(),
+            length_bits: descs
+                .iter()
+                .map(|d| length_bits(d.possible_length()))
+                .collect(),
             local_lengths: d.general().possible_local_length().to_vec(),
             country_code: meta.country_code(),
             national_prefix: meta.national_prefix().map(str::to_owned),
@@ -199,38 +277,35 @@ impl Region {
             national_prefix_transform_rule: meta
                 .national_prefix_transform_rule()
                 .map(str::to_owned),
-            international_prefix: opt_regex(meta.international_prefix().map(|r| r.as_str()))?,
+            international_prefix,
         })
     }
 
-    fn starts_with_match(re: &meta::Regex, national: &str) -> bool {
-        re.search(&Input::new(national).anchored(Anchored::Yes))
-            .is_some()
+    /// The descriptions (bit `1 << pattern`) whose `possible_length` list
+    /// allows a national number of `len` digits.
+    fn allowing(&self, len: usize) -> u64 {
+        let bit = 1u64.checked_shl(len as u32).unwrap_or(0);
+        self.length_bits.iter().enumerate().fold(
+            0,
+            |acc, (i, &b)| if b & bit != 0 { acc | 1 << i } else { acc },
+        )
     }
 
     /// The crate's `Descriptor::is_match` of the general description.
-    fn general_match(&self, national: &str) -> bool {
-        (self.lengths[0].is_empty() || self.lengths[0].contains(&(national.len() as u16)))
-            && Self::starts_with_match(&self.general, national)
+    fn general_match(&self, national: &[u8]) -> bool {
+        self.allowing(national.len()) & 1 != 0 && self.set.starting(national) & 1 != 0
     }
 
-    /// The crate's `number_type(meta, national) != Type::Unknown`.
-    fn has_type(&self, national: &str) -> bool {
-        let len = national.len() as u16;
-        let length_ok = |i: usize| self.lengths[i].is_empty() || self.lengths[i].contains(&len);
+    /// The crate's `number_type(meta, national) != Type::Unknown`: the
+    /// general description and one number type match.
+    fn has_type(&self, national: &[u8]) -> bool {
+        let allowed = self.allowing(national.len());
         // No automaton run when no description allows the length.
-        if !length_ok(0) || !(1..self.lengths.len()).any(length_ok) {
+        if allowed & 1 == 0 || allowed == 1 {
             return false;
         }
-        let mut found = PatternSet::new(self.set.pattern_len());
-        self.set
-            .which_overlapping_matches(&Input::new(national).anchored(Anchored::Yes), &mut found);
-        let len = national.len() as u16;
-        let ok = |i: usize| {
-            found.contains(regex_automata::PatternID::must(i))
-                && (self.lengths[i].is_empty() || self.lengths[i].contains(&len))
-        };
-        ok(0) && (1..self.set.pattern_len()).any(ok)
+        let found = self.set.starting(national) & allowed;
+        found & 1 != 0 && found != 1
     }
 
     /// The crate's `validator::length(meta, number, Type::Unknown)` (its
@@ -297,9 +372,9 @@ impl Region {
         let last = caps.get(caps.len() - 1).is_some();
         match &self.national_prefix_transform_rule {
             Some(rule) if last => {
-                let viable = self.general_match(text);
+                let viable = self.general_match(text.as_bytes());
                 let transformed = re.replace(text, rule.as_str());
-                if viable && !self.general_match(&transformed) {
+                if viable && !self.general_match(transformed.as_bytes()) {
                     return Ok(Some(national));
                 }
                 if !first {
@@ -312,6 +387,17 @@ impl Region {
             _ => cut(whole.end()),
         }
     }
+}
+
+/// A `possible_length` list as a bit set ([`Region::length_bits`]).
+fn length_bits(lengths: &[u16]) -> u64 {
+    if lengths.is_empty() {
+        return u64::MAX;
+    }
+    lengths
+        .iter()
+        .filter(|&&l| l < 64)
+        .fold(0, |acc, &l| acc | 1 << l)
 }
 
 /// A number being read, in a fixed buffer (ASCII digits; no allocation
@@ -357,6 +443,10 @@ impl Num {
             }
         }
         Some(out)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.b[..self.n]
     }
 
     fn as_str(&self) -> &str {
@@ -448,7 +538,7 @@ enum CodeRegions {
 /// anchored multi-pattern search (the North American code alone has 23):
 /// one search says whose match at the start of a number.
 struct LeadingSet {
-    set: meta::Regex,
+    set: Dfa,
     /// Pattern id per region of the code (`None`: no `leading_digits`).
     pids: Vec<Option<usize>>,
     /// The code's regions, compiled.
@@ -480,7 +570,7 @@ impl LeadingSet {
             Some(general.iter().fold(acc, |a, &l| a | 1 << l))
         });
         Some(LeadingSet {
-            set: compile(&sources, MatchKind::All)?,
+            set: Dfa::new(&sources, MatchKind::All)?,
             pids,
             regions,
             lengths,
@@ -488,14 +578,15 @@ impl LeadingSet {
     }
 }
 
-/// [`CodeRegions`] of every calling code, looked up once.
+/// [`CodeRegions`] of every calling code (indexed by code), looked up once.
 fn code_regions(code: u16) -> Option<&'static CodeRegions> {
-    static CODES: OnceLock<HashMap<u16, CodeRegions>> = OnceLock::new();
+    static CODES: OnceLock<Vec<Option<CodeRegions>>> = OnceLock::new();
     CODES
         .get_or_init(|| {
-            let mut map = HashMap::new();
-            for code in 1..=999u16 {
+            let mut map = Vec::new();
+            for code in 0..=999u16 {
                 let Some(ids) = DATABASE.region(&code) else {
+                    map.push(None);
                     continue;
                 };
                 let entry = if ids.len() == 1 {
@@ -512,11 +603,12 @@ fn code_regions(code: u16) -> Option<&'static CodeRegions> {
                         OnceLock::new(),
                     )
                 };
-                map.insert(code, entry);
+                map.push(Some(entry));
             }
             map
         })
-        .get(&code)
+        .get(usize::from(code))?
+        .as_ref()
 }
 
 /// Whether the database has metadata for a calling code (the crate's
@@ -537,7 +629,7 @@ fn known_code(code: u16) -> bool {
 /// The crate's `validator::source_for`: the metadata for a calling code and
 /// national number, and whether choosing it already showed that a number
 /// type matches. `Err(())`: a region could not be compiled.
-fn source_for(code: u16, national: &str) -> Result<Option<(&'static Metadata, bool)>, ()> {
+fn source_for(code: u16, national: &[u8]) -> Result<Option<(&'static Metadata, bool)>, ()> {
     match code_regions(code) {
         None => Ok(None),
         Some(CodeRegions::One(m)) => Ok(m.map(|m| (m, false))),
@@ -547,19 +639,12 @@ fn source_for(code: u16, national: &str) -> Result<Option<(&'static Metadata, bo
                 .as_ref()
                 .ok_or(())?;
             // Whose `leading_digits` match, found once when first needed.
-            let mut matched: Option<PatternSet> = None;
+            let mut matched: Option<u64> = None;
             for (i, (&m, r)) in metas.iter().zip(&leading.regions).enumerate() {
                 match leading.pids[i] {
                     Some(pid) => {
-                        let set = matched.get_or_insert_with(|| {
-                            let mut set = PatternSet::new(leading.set.pattern_len());
-                            leading.set.which_overlapping_matches(
-                                &Input::new(national).anchored(Anchored::Yes),
-                                &mut set,
-                            );
-                            set
-                        });
-                        if set.contains(regex_automata::PatternID::must(pid)) {
+                        let set = *matched.get_or_insert_with(|| leading.set.starting(national));
+                        if set & (1 << pid) != 0 {
                             return Ok(Some((m, false)));
                         }
                     }
@@ -578,7 +663,7 @@ fn source_for(code: u16, national: &str) -> Result<Option<(&'static Metadata, bo
 /// Whether a national significant number is valid for a calling code,
 /// with the same verdict as `phonenumber::is_valid`.
 pub(crate) fn valid(code: u16, national: &str) -> bool {
-    valid_from(code, national, None)
+    valid_from(code, national.as_bytes(), None)
 }
 
 /// [`source_for`]'s answer.
@@ -586,7 +671,7 @@ type SourceFor = Result<Option<(&'static Metadata, bool)>, ()>;
 
 /// [`valid`], given [`source_for`]'s answer for this number when already
 /// known.
-fn valid_from(code: u16, national: &str, known: Option<SourceFor>) -> bool {
+fn valid_from(code: u16, national: &[u8], known: Option<SourceFor>) -> bool {
     // A number is valid only if the general description of the region
     // chosen allows its length: with several regions, no run when none does.
     if let Some(CodeRegions::Several(_, leading)) = code_regions(code)
@@ -655,7 +740,7 @@ pub(crate) fn parse(country: Option<Id>, text: &str) -> Parsed {
 /// crate then decides).
 pub(crate) fn parse_and_validate(country: Option<Id>, text: &str) -> Option<bool> {
     match parse_num(country, text) {
-        Read::Number(code, national, known) => Some(valid_from(code, national.as_str(), known)),
+        Read::Number(code, national, known) => Some(valid_from(code, national.bytes(), known)),
         Read::Invalid => Some(false),
         Read::Unsupported => None,
     }
@@ -671,19 +756,19 @@ enum Read {
 
 fn parse_num(country: Option<Id>, text: &str) -> Read {
     let b = text.as_bytes();
-    if !b
-        .iter()
-        .all(|&c| c.is_ascii_digit() || c == b' ' || c == b'+' || is_separator(c))
-        || b.iter().filter(|c| c.is_ascii_digit()).count() < 3
-    {
-        return Read::Unsupported;
+    // One pass over the alphabet: digits, spaces, one `+` first (or after
+    // an opening parenthesis), separators.
+    let (mut digits, mut pluses, mut space) = (0usize, 0usize, false);
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => digits += 1,
+            b' ' => space = true,
+            b'+' if i == 0 || (i == 1 && b[0] == b'(') => pluses += 1,
+            c if is_separator(c) => {}
+            _ => return Read::Unsupported,
+        }
     }
-    match text.find('+') {
-        None | Some(0) => {}
-        Some(1) if b[0] == b'(' => {}
-        Some(_) => return Read::Unsupported,
-    }
-    if text.matches('+').count() > 1 {
+    if digits < 3 || pluses > 1 {
         return Read::Unsupported;
     }
     // RFC 3966 reading (no spaces): `+code` up to the first separator, then
@@ -694,9 +779,9 @@ fn parse_num(country: Option<Id>, text: &str) -> Read {
         .strip_prefix('+')
         .and_then(|rest| rest.bytes().position(is_separator).map(|k| (rest, k)))
         .filter(|&(_, k)| k > 0);
-    if !text.contains(' ') && !text.contains('+') {
+    if !space && pluses == 0 {
         raw = text;
-    } else if let (false, Some((rest, k))) = (text.contains(' '), rfc_plus) {
+    } else if let (false, Some((rest, k))) = (space, rfc_plus) {
         rfc_code = Some(&rest[..k]);
         raw = &rest[k..];
     } else {
@@ -716,24 +801,21 @@ fn parse_num(country: Option<Id>, text: &str) -> Read {
         return Read::Invalid;
     }
     let home: Option<(&'static Metadata, &'static Region)> = match country {
-        Some(id) => {
-            let Some(meta) = metadata(id) else {
-                return Read::Unsupported;
-            };
-            let Some(r) = region(meta) else {
-                return Read::Unsupported;
-            };
-            Some((meta, r))
-        }
+        Some(id) => match home_region(id) {
+            Some(home) => Some(home),
+            None => return Read::Unsupported,
+        },
         None => None,
     };
     // International prefix (`helper::international_prefix`).
     let idd = home
         .as_ref()
         .and_then(|(_, r)| r.international_prefix.as_ref());
-    let strip_idd = |national: &str| -> Option<usize> {
-        let m = idd?.find(national)?;
-        (m.start() == 0 && !national[m.end()..].starts_with('0')).then_some(m.end())
+    // (The crate's unanchored `find` counts only a match at the start; the
+    // leftmost-first match starting there ends where the anchored one does.)
+    let strip_idd = |national: &[u8]| -> Option<usize> {
+        let end = idd?.anchored_end(national)?;
+        (national.get(end) != Some(&b'0')).then_some(end)
     };
     let mut source;
     let Some(mut national) = Num::digits(raw.strip_prefix('+').unwrap_or(raw)) else {
@@ -743,12 +825,12 @@ fn parse_num(country: Option<Id>, text: &str) -> Read {
         source = Source::Plus;
     } else if raw.starts_with('+') {
         source = Source::Plus;
-        if let Some(end) = strip_idd(national.as_str()) {
+        if let Some(end) = strip_idd(national.bytes()) {
             national.drain(end);
         }
     } else {
         source = Source::Default;
-        if let Some(end) = strip_idd(national.as_str()) {
+        if let Some(end) = strip_idd(national.bytes()) {
             source = Source::Idd;
             national.drain(end);
         }
@@ -761,8 +843,8 @@ fn parse_num(country: Option<Id>, text: &str) -> Read {
         };
         let mut buf = [0u8; 5];
         let own = decimal(r.country_code, &mut buf);
-        if national.as_str().starts_with(own)
-            && (!r.general_match(national.as_str())
+        if national.bytes().starts_with(own.as_bytes())
+            && (!r.general_match(national.bytes())
                 || !matches!(
                     r.length(national.len()),
                     Length::Possible | Length::LocalOnly
@@ -803,7 +885,8 @@ fn parse_num(country: Option<Id>, text: &str) -> Read {
     let meta = match &home {
         Some((m, _)) => Some(*m),
         None => {
-            let trimmed = national.as_str().trim_start_matches('0');
+            let zeros = national.bytes().iter().take_while(|&&b| b == b'0').count();
+            let trimmed = &national.bytes()[zeros..];
             let found = source_for(code, trimmed);
             if trimmed.len() == national.len() {
                 asked = Some((national, found));

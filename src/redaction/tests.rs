@@ -525,6 +525,40 @@ proptest! {
         prop_assert_eq!(super::detect::prefilter::first_trigger(&hay), plain);
     }
 
+    /// The line prefilter keeps exactly the lines a plain reading keeps
+    /// (those holding a trigger byte or a key prefix without one), merged
+    /// into maximal runs: the prefix search that only reads the gaps
+    /// between trigger lines misses none.
+    #[test]
+    fn trigger_lines_equal_plain_lines(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                Just("a "), Just("\n"), Just("AKIA"), Just("ASIA"), Just("ACCA"), Just("eyJ"),
+                Just("IA"), Just("7"), Just("-"), Just("xyz"), Just("é"),
+            ],
+            0..60,
+        ),
+    ) {
+        let text: String = parts.concat();
+        let hay = text.as_bytes();
+        let mut plain: Vec<(usize, usize)> = Vec::new();
+        let mut start = 0;
+        for line in text.split('\n') {
+            let end = start + line.len();
+            let keep = line.bytes().any(|b| {
+                b.is_ascii_digit() || matches!(b, b':' | b'@' | b'=' | b'-' | b'_') || b >= 0x80
+            }) || ["AKIA", "ASIA", "ABIA", "ACCA", "eyJ"].iter().any(|p| line.contains(p));
+            if keep {
+                match plain.last_mut() {
+                    Some(last) if last.1 + 1 >= start => last.1 = end,
+                    _ => plain.push((start, end)),
+                }
+            }
+            start = end + 1;
+        }
+        prop_assert_eq!(super::detect::prefilter::trigger_lines(hay), plain);
+    }
+
     /// Random text never panics and stream = whole.
     #[test]
     fn random_text(text in "[ a-zA-Z0-9@.:=_\\-+()\n＠٤]{0,200}", cut in 0usize..200) {
