@@ -121,9 +121,10 @@ struct Region {
     national_prefix: Option<String>,
     /// `national_prefix_for_parsing` (captures: carrier code, rest).
     prefix_for_parsing: Option<regex::Regex>,
-    /// The same when it is a plain string of digits (most regions: `0`,
-    /// `1`), matched without the regex.
-    prefix_for_parsing_literal: Option<String>,
+    /// The same when it is plain strings of digits, one or several
+    /// alternatives (most regions: `0`, `1`; GB: `0|180020`), matched
+    /// without the regex.
+    prefix_for_parsing_literals: Option<Vec<String>>,
     national_prefix_transform_rule: Option<String>,
     /// The international (IDD) prefix pattern.
     international_prefix: Option<Dfa>,
@@ -269,11 +270,16 @@ impl Region {
             country_code: meta.country_code(),
             national_prefix: meta.national_prefix().map(str::to_owned),
             prefix_for_parsing: opt_regex(meta.national_prefix_for_parsing().map(|r| r.as_str()))?,
-            prefix_for_parsing_literal: meta
+            prefix_for_parsing_literals: meta
                 .national_prefix_for_parsing()
-                .map(|r| r.as_str())
-                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-                .map(str::to_owned),
+                .map(|r| r.as_str().split('|'))
+                .and_then(|alts| {
+                    alts.map(|p| {
+                        (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                            .then(|| p.to_owned())
+                    })
+                    .collect()
+                }),
             national_prefix_transform_rule: meta
                 .national_prefix_transform_rule()
                 .map(str::to_owned),
@@ -336,7 +342,7 @@ impl Region {
     /// would panic (a transform rule whose first group did not take part);
     /// `Err(())` when a transformed number does not fit a [`Num`].
     fn strip_prefix_for_parsing(&self, national: Num) -> Result<Option<Num>, ()> {
-        let text = national.as_str();
+        let digits = national.bytes();
         let cut = |k: usize| {
             let mut n = national;
             n.drain(k);
@@ -344,21 +350,22 @@ impl Region {
         };
         let Some(re) = &self.prefix_for_parsing else {
             return match &self.national_prefix {
-                Some(p) if text.starts_with(p.as_str()) => cut(p.len()),
+                Some(p) if has_prefix(digits, p.as_bytes()) => cut(p.len()),
                 _ => Ok(Some(national)),
             };
         };
-        if let Some(lit) = &self.prefix_for_parsing_literal
+        if let Some(alts) = &self.prefix_for_parsing_literals
             && self.national_prefix_transform_rule.is_none()
         {
-            // The regex's leftmost match: at the start or nowhere that
-            // counts; no groups, so the prefix is cut.
-            return if text.starts_with(lit.as_str()) {
-                cut(lit.len())
-            } else {
-                Ok(Some(national))
+            // The regex's leftmost-first match: at the start the first
+            // alternative that fits, else none that counts; no groups, so
+            // the prefix is cut.
+            return match alts.iter().find(|a| has_prefix(digits, a.as_bytes())) {
+                Some(a) => cut(a.len()),
+                None => Ok(Some(national)),
             };
         }
+        let text = national.as_str();
         let Some(caps) = re.captures(text) else {
             return Ok(Some(national));
         };
@@ -387,6 +394,13 @@ impl Region {
             _ => cut(whole.end()),
         }
     }
+}
+
+/// `digits.starts_with(prefix)` for the few bytes of a national prefix,
+/// compared in place (the library call costs more than the comparison).
+#[inline(always)]
+fn has_prefix(digits: &[u8], prefix: &[u8]) -> bool {
+    digits.len() >= prefix.len() && digits.iter().zip(prefix).all(|(a, b)| a == b)
 }
 
 /// A `possible_length` list as a bit set ([`Region::length_bits`]).
@@ -427,22 +441,22 @@ impl Num {
         Some(out)
     }
 
-    /// The ASCII digits of `s` (`None` if more than [`Num::CAP`]).
-    fn digits(s: &str) -> Option<Num> {
-        let mut out = Num {
-            b: [0; Num::CAP],
-            n: 0,
-        };
+    /// Replaces the contents with the ASCII digits of `s`; `false` if
+    /// more than [`Num::CAP`]. (Filled in place: a `Num` returned by value
+    /// right after its bytes were written one by one is copied back
+    /// through a store-forwarding stall.)
+    fn set_digits(&mut self, s: &str) -> bool {
+        self.n = 0;
         for &c in s.as_bytes() {
             if c.is_ascii_digit() {
-                if out.n == Num::CAP {
-                    return None;
+                if self.n == Num::CAP {
+                    return false;
                 }
-                out.b[out.n] = c;
-                out.n += 1;
+                self.b[self.n] = c;
+                self.n += 1;
             }
         }
-        Some(out)
+        true
     }
 
     fn bytes(&self) -> &[u8] {
@@ -818,9 +832,13 @@ fn parse_num(country: Option<Id>, text: &str) -> Read {
         (national.get(end) != Some(&b'0')).then_some(end)
     };
     let mut source;
-    let Some(mut national) = Num::digits(raw.strip_prefix('+').unwrap_or(raw)) else {
-        return Read::Unsupported;
+    let mut national = Num {
+        b: [0; Num::CAP],
+        n: 0,
     };
+    if !national.set_digits(raw.strip_prefix('+').unwrap_or(raw)) {
+        return Read::Unsupported;
+    }
     if rfc_code.is_some() {
         source = Source::Plus;
     } else if raw.starts_with('+') {
@@ -843,7 +861,7 @@ fn parse_num(country: Option<Id>, text: &str) -> Read {
         };
         let mut buf = [0u8; 5];
         let own = decimal(r.country_code, &mut buf);
-        if national.bytes().starts_with(own.as_bytes())
+        if has_prefix(national.bytes(), own.as_bytes())
             && (!r.general_match(national.bytes())
                 || !matches!(
                     r.length(national.len()),
@@ -863,12 +881,15 @@ fn parse_num(country: Option<Id>, text: &str) -> Read {
                 _ => return Read::Invalid,
             },
             None => {
-                let digits = national.as_str();
-                if digits.starts_with('0') {
+                let digits = national.bytes();
+                if digits.first() == Some(&b'0') {
                     return Read::Invalid;
                 }
                 let found = (1..=3).find_map(|len| {
-                    let c = digits.get(..len)?.parse::<u16>().ok()?;
+                    let c = digits
+                        .get(..len)?
+                        .iter()
+                        .fold(0u16, |c, &d| c * 10 + u16::from(d - b'0'));
                     known_code(c).then_some((len, c))
                 });
                 let Some((len, c)) = found else {
@@ -907,7 +928,7 @@ fn parse_num(country: Option<Id>, text: &str) -> Read {
             Err(()) => return Read::Unsupported,
         };
         if let Some(p) = &r.national_prefix
-            && potential.as_str().starts_with(p.as_str())
+            && has_prefix(potential.bytes(), p.as_bytes())
         {
             potential.drain(p.len());
         }
@@ -919,11 +940,17 @@ fn parse_num(country: Option<Id>, text: &str) -> Read {
         return Read::Invalid;
     }
     // `NationalNumber`: leading zeros counted, the rest a number below 2^56.
-    let rest = national.as_str().trim_start_matches('0');
-    match rest.parse::<u64>() {
-        Ok(v) if v < (1 << 56) => {
+    // (All zeros is no number: the crate's `u64` parse of the empty rest
+    // fails.)
+    let zeros = national.bytes().iter().take_while(|&&b| b == b'0').count();
+    let rest = &national.bytes()[zeros..];
+    let value = rest.iter().try_fold(0u64, |v, &d| {
+        v.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    });
+    match value {
+        Some(v) if !rest.is_empty() && v < (1 << 56) => {
             let known = asked
-                .filter(|(n, _)| n.as_str() == national.as_str())
+                .filter(|(n, _)| n.bytes() == national.bytes())
                 .map(|(_, found)| found);
             Read::Number(code, national, known)
         }
