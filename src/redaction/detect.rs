@@ -861,6 +861,7 @@ impl Detector {
             Kind::Card => fast::card(hay, s),
             Kind::Ssn => fast::ssn(hay, s),
             Kind::Ipv4 => fast::ipv4(hay, s),
+            Kind::Phone if !fast::phone_digits_possible(hay, s) => fast::Match::None,
             Kind::Phone => fast::phone(hay, s),
             Kind::Email => fast::email(hay, s),
             Kind::Iban => fast::iban(hay, s),
@@ -1632,6 +1633,14 @@ pub(crate) mod validators {
     /// country per libphonenumber (`+` form) or for one of the default
     /// regions (national form).
     pub(crate) fn phone(v: &str) -> bool {
+        if v.is_ascii() {
+            return phone_ascii(v);
+        }
+        phone_chars(v)
+    }
+
+    /// [`phone`] read character by character (any text).
+    pub(super) fn phone_chars(v: &str) -> bool {
         let dig = Digits::of(v);
         let n = dig.digits().len();
         if dig.overflow || !(7..=15).contains(&n) {
@@ -1667,6 +1676,26 @@ pub(crate) mod validators {
         crate::redaction::phone::DEFAULT_REGIONS
             .into_iter()
             .any(|r| phone_valid(Some(r), &norm))
+    }
+
+    /// [`phone`] for ASCII text: the same rules read from the bytes (every
+    /// separator is visible; the digits need not be copied out).
+    pub(super) fn phone_ascii(v: &str) -> bool {
+        let b = v.as_bytes();
+        let n = b.iter().filter(|c| c.is_ascii_digit()).count();
+        if !(7..=15).contains(&n) {
+            return false;
+        }
+        let intl = v.starts_with('+') || v.starts_with("(+");
+        if intl {
+            return phone_valid(None, v);
+        }
+        // National numbers: 9 digits or more, written with a separator.
+        n >= 9
+            && n < b.len()
+            && crate::redaction::phone::DEFAULT_REGIONS
+                .into_iter()
+                .any(|r| phone_valid(Some(r), v))
     }
 
     /// libphonenumber's verdict on `text` read in `region` (`None`:
@@ -2188,6 +2217,13 @@ mod fast_tests {
             std::env::var("FAST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
         ))]
 
+        /// The byte-wise phone check of ASCII candidates says what the
+        /// character-wise one says.
+        #[test]
+        fn ascii_phone_check_agrees(v in "(\\+|\\(\\+?)?[0-9]{1,4}\\)?([ .-]{0,2}\\(?[0-9]{1,5}\\)?){1,6}") {
+            prop_assert_eq!(validators::phone_ascii(&v), validators::phone_chars(&v), "{}", v);
+        }
+
         /// The byte-wise e-mail check of ASCII candidates says what the
         /// character-wise one says.
         #[test]
@@ -2209,7 +2245,8 @@ mod fast_tests {
                     Kind::Anthropic, Kind::OpenAi, Kind::Slack, Kind::Jwt,
                 ] {
                     let quick = match kind {
-                        Kind::Phone => fast::phone(hay, s),
+                        Kind::Phone if !fast::phone_digits_possible(hay, s) => fast::Match::None,
+            Kind::Phone => fast::phone(hay, s),
                         Kind::Email => fast::email(hay, s),
                         Kind::Iban => fast::iban(hay, s),
                         k => fast::key(k, hay, s),

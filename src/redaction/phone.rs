@@ -46,6 +46,7 @@ use phonenumber::PhoneNumber;
 use phonenumber::country::Id;
 use phonenumber::metadata::{DATABASE, Descriptor, Metadata};
 use regex_automata::dfa::{Automaton, StartKind, dense};
+use regex_automata::util::primitives::StateID;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind};
 
@@ -146,7 +147,12 @@ enum Length {
 /// digits, where a Unicode `\d` and `[0-9]` match alike, so they are
 /// compiled without Unicode. All 254 regions' number-type sets take
 /// 1.8 MB this way (the largest, CN, 35 KB; about 0.6 ms each to build).
-struct Dfa(dense::DFA<Vec<u32>>);
+struct Dfa {
+    dfa: dense::DFA<Vec<u32>>,
+    /// The anchored start state, when it does not depend on what precedes
+    /// the search (no look-behind: always, for these patterns).
+    start: Option<StateID>,
+}
 
 /// Bound on one automaton's size (bytes), far above the largest region's
 /// (35 KB); a set past it is left to the crate.
@@ -177,7 +183,10 @@ impl Dfa {
             )
             .build_many(patterns)
             .ok()
-            .map(Dfa)
+            .map(|dfa| Dfa {
+                start: dfa.universal_start_state(Anchored::Yes),
+                dfa,
+            })
     }
 
     /// The patterns (bit `1 << id`) with a match beginning at the start of
@@ -186,8 +195,8 @@ impl Dfa {
     /// look-around and no byte makes the automaton quit, so a walk over its
     /// states decides.)
     fn starting(&self, hay: &[u8]) -> u64 {
-        let dfa = &self.0;
-        let Ok(mut s) = dfa.start_state_forward(&Input::new(hay).anchored(Anchored::Yes)) else {
+        let dfa = &self.dfa;
+        let Some(mut s) = self.start(hay) else {
             return 0;
         };
         let mut found = 0u64;
@@ -213,14 +222,39 @@ impl Dfa {
 
     /// The end of the leftmost-first match beginning at the start of `hay`
     /// (a [`MatchKind::LeftmostFirst`] automaton): what the crate's
-    /// unanchored `find` returns when its match starts at 0.
+    /// unanchored `find` returns when its match starts at 0. The walk of
+    /// regex-automata's forward search without its prefilter and
+    /// acceleration (matches are seen one byte late: a match state entered
+    /// on the byte at `i` ends a match at `i`).
     fn anchored_end(&self, hay: &[u8]) -> Option<usize> {
-        let input = Input::new(hay).anchored(Anchored::Yes);
-        self.0
-            .try_search_fwd(&input)
-            .ok()
-            .flatten()
-            .map(|m| m.offset())
+        let dfa = &self.dfa;
+        let mut s = self.start(hay)?;
+        let mut end = None;
+        for (i, &b) in hay.iter().enumerate() {
+            s = dfa.next_state(s, b);
+            if dfa.is_special_state(s) {
+                if dfa.is_match_state(s) {
+                    end = Some(i);
+                } else if dfa.is_dead_state(s) {
+                    return end;
+                } else if dfa.is_quit_state(s) {
+                    return None;
+                }
+            }
+        }
+        if dfa.is_match_state(dfa.next_eoi_state(s)) {
+            end = Some(hay.len());
+        }
+        end
+    }
+
+    /// The anchored start state for a search of `hay`.
+    fn start(&self, hay: &[u8]) -> Option<StateID> {
+        self.start.or_else(|| {
+            self.dfa
+                .start_state_forward(&Input::new(hay).anchored(Anchored::Yes))
+                .ok()
+        })
     }
 }
 
@@ -545,7 +579,8 @@ fn region(meta: &'static Metadata) -> Option<&'static Region> {
 /// database's order.
 enum CodeRegions {
     One(Option<&'static Metadata>),
-    Several(Vec<&'static Metadata>, OnceLock<Option<LeadingSet>>),
+    /// (Boxed: a compiled automaton is large, and most codes have one region.)
+    Several(Vec<&'static Metadata>, Box<OnceLock<Option<LeadingSet>>>),
 }
 
 /// The `leading_digits` patterns of a calling code's regions in one
@@ -614,7 +649,7 @@ fn code_regions(code: u16) -> Option<&'static CodeRegions> {
                 } else {
                     CodeRegions::Several(
                         ids.iter().filter_map(|id| DATABASE.by_id(*id)).collect(),
-                        OnceLock::new(),
+                        Box::new(OnceLock::new()),
                     )
                 };
                 map.push(Some(entry));
@@ -789,6 +824,8 @@ fn parse_num(country: Option<Id>, text: &str) -> Read {
     // digits and separators; or digits and separators alone.
     let mut rfc_code: Option<&str> = None;
     let raw: &str;
+    // The digits of `raw`: all of them, but for an RFC 3966 code's.
+    let mut raw_digits = digits;
     let rfc_plus = text
         .strip_prefix('+')
         .and_then(|rest| rest.bytes().position(is_separator).map(|k| (rest, k)))
@@ -798,6 +835,8 @@ fn parse_num(country: Option<Id>, text: &str) -> Read {
     } else if let (false, Some((rest, k))) = (space, rfc_plus) {
         rfc_code = Some(&rest[..k]);
         raw = &rest[k..];
+        // (The code is digits only: no space, no second `+`.)
+        raw_digits -= k;
     } else {
         // Natural reading: from the first `+` or digit; trailing characters
         // other than digits dropped.
@@ -809,7 +848,6 @@ fn parse_num(country: Option<Id>, text: &str) -> Read {
     }
     // Viability (`is_viable`): two digits alone, or three digits or more
     // among punctuation.
-    let raw_digits = raw.bytes().filter(u8::is_ascii_digit).count();
     let viable = raw.len() >= MIN_NSN && (raw_digits >= 3 || (raw_digits == 2 && raw.len() == 2));
     if !viable {
         return Read::Invalid;

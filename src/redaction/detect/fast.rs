@@ -435,6 +435,34 @@ pub(crate) fn phone(hay: &[u8], s: usize) -> Match {
     .into()
 }
 
+/// Whether a phone number starting at `s` could have the digits its
+/// validator asks for: seven, or nine without a leading `+` (or `(+`).
+/// Counts the digits of the run of ASCII digits, separators and
+/// parentheses from `s`, which holds any match of the phone pattern there;
+/// `true` (undecided) when the run reaches the end of `hay` (more text may
+/// follow) or a non-ASCII byte (the regex may read it as a digit or
+/// separator). Near misses such as dates, times and order numbers are
+/// turned away before the backtracking search.
+pub(crate) fn phone_digits_possible(hay: &[u8], s: usize) -> bool {
+    let intl = hay.get(s) == Some(&b'+') || hay[s..].starts_with(b"(+");
+    let need = if intl { 7 } else { 9 };
+    let mut digits = 0;
+    for &b in &hay[s..] {
+        match b {
+            b'0'..=b'9' => {
+                digits += 1;
+                if digits >= need {
+                    return true;
+                }
+            }
+            b'+' | b'(' | b')' | b' ' | b'-' | b'.' => {}
+            0x80..=0xFF => return true,
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// The positions after an optional `)` at `p`, preferred first.
 fn close_paren(hay: &[u8], p: usize) -> Result<impl Iterator<Item = usize>, Asked> {
     let take = ascii_at(hay, p)? == Some(b')');
