@@ -323,12 +323,17 @@ impl Region {
 
     /// The descriptions (bit `1 << pattern`) whose `possible_length` list
     /// allows a national number of `len` digits.
+    /// (No list names 64 digits or more, so such a number is allowed only
+    /// where any length is.)
     fn allowing(&self, len: usize) -> u64 {
-        let bit = 1u64.checked_shl(len as u32).unwrap_or(0);
-        self.length_bits.iter().enumerate().fold(
-            0,
-            |acc, (i, &b)| if b & bit != 0 { acc | 1 << i } else { acc },
-        )
+        let allows = |b: u64| match u32::try_from(len).ok().and_then(|l| 1u64.checked_shl(l)) {
+            Some(bit) => b & bit != 0,
+            None => b == u64::MAX,
+        };
+        self.length_bits
+            .iter()
+            .enumerate()
+            .fold(0, |acc, (i, &b)| if allows(b) { acc | 1 << i } else { acc })
     }
 
     /// The crate's `Descriptor::is_match` of the general description.
