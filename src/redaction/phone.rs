@@ -110,10 +110,11 @@ const MAX_NSN: usize = 17;
 struct Region {
     /// Pattern 0: the general description; then one per number type.
     set: Dfa,
-    /// Allowed national-number lengths per pattern of `set` (empty: any).
-    lengths: Vec<Vec<u16>>,
-    /// The same as bit sets (bit `1 << length`; all bits: any length).
-    /// Numbers read here have at most [`Num::CAP`] digits, so lengths from
+    /// The general description's allowed national-number lengths, in
+    /// order (empty: any).
+    general_lengths: Vec<u16>,
+    /// Allowed lengths per pattern of `set` as bit sets (bit
+    /// `1 << length`; all bits: any length). Numbers read here have at most [`Num::CAP`] digits, so lengths from
     /// 64 up can never match and are left out.
     length_bits: Vec<u64>,
     /// Lengths of numbers diallable only locally (general description).
@@ -295,7 +296,7 @@ impl Region {
         };
         Some(Region {
             set: Dfa::new(&sources, MatchKind::All)?,
-            lengths: descs.iter().map(|d| d.possible_length().to_vec()).collect(),
+            general_lengths: d.general().possible_length().to_vec(),
             length_bits: descs
                 .iter()
                 .map(|d| length_bits(d.possible_length()))
@@ -356,7 +357,7 @@ impl Region {
     /// The crate's `validator::length(meta, number, Type::Unknown)` (its
     /// general `possible_length` list, used only when non-empty).
     fn length(&self, len: usize) -> Length {
-        let possible = &self.lengths[0];
+        let possible = &self.general_lengths;
         let len = len as u16;
         let (Some(&min), Some(&max)) = (possible.first(), possible.last()) else {
             return Length::Other;
@@ -617,7 +618,7 @@ impl LeadingSet {
         let regions: Vec<&'static Region> =
             metas.iter().map(|&m| region(m)).collect::<Option<_>>()?;
         let lengths = regions.iter().try_fold(0u32, |acc, r| {
-            let general = &r.lengths[0];
+            let general = &r.general_lengths;
             if general.is_empty() || general.iter().any(|&l| l >= 32) {
                 return None;
             }
